@@ -1,0 +1,194 @@
+"""One training function for every schedule of the study.
+
+``joint``: quantize from step 0, codebook initialized by the configured init
+(for ``kmeans``, on the *untrained* encoder's outputs: the paper's baseline).
+``deferred``: train ``warmup_steps`` as a plain autoencoder (quantizer
+bypassed), then k-means the codebook on the *trained* encoder's outputs, then
+train with VQ for the remaining steps.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import RunConfig
+from .data import Dataset, load_dataset
+from .diagnostics import diagnose
+from .models import build_autoencoder
+from .quantize import VectorQuantizer, initial_codebook
+from .repro import environment, make_deterministic
+
+EVAL_BATCH = 4096
+
+
+class VQAutoencoder(nn.Module):
+    """encoder -> vector quantizer -> decoder."""
+
+    def __init__(self, encoder: nn.Module, quantizer: VectorQuantizer, decoder: nn.Module):
+        super().__init__()
+        self.encoder, self.quantizer, self.decoder = encoder, quantizer, decoder
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        z = self.encoder(x)
+        q = self.quantizer(z, generator)
+        return self.decoder(q.quantized), q, z
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Continuous encoder outputs for a whole set, in batches (eval mode)."""
+        was_training = self.training
+        self.eval()
+        out = torch.cat([self.encoder(x[i:i + EVAL_BATCH]) for i in range(0, x.shape[0], EVAL_BATCH)])
+        self.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        out = torch.cat([self(x[i:i + EVAL_BATCH])[0] for i in range(0, x.shape[0], EVAL_BATCH)])
+        self.train(was_training)
+        return out
+
+
+def build_model(config: RunConfig, dataset: Dataset) -> VQAutoencoder:
+    enc, dec = build_autoencoder(config.model, tuple(dataset.x.shape[1:]))
+    q = config.quantizer
+    vq = VectorQuantizer(q.codebook_size, config.model.latent_dim, q.beta, q.update, q.ema_decay,
+                         q.chunk_size, q.restart_threshold, q.restart_every)
+    return VQAutoencoder(enc, vq, dec)
+
+
+@dataclass
+class RunResult:
+    """What one run produced, and exactly how it was made."""
+    config: RunConfig
+    status: str                                  # "ok" or "diverged"
+    reason: str | None
+    history: dict[str, list]                     # per optimizer step
+    evals: list[dict[str, Any]]                  # full diagnostics every eval_every steps
+    environment: dict[str, str]
+    wall_time: float
+    model: VQAutoencoder | None = field(default=None, repr=False, compare=False)
+    dataset: Dataset | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.evals[-1] if self.evals else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "status": self.status, "reason": self.reason,
+                "history": self.history, "evals": self.evals, "final": self.final,
+                "environment": self.environment, "wall_time": self.wall_time}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunResult":
+        return cls(RunConfig.from_dict(data["config"]), data["status"], data["reason"], data["history"],
+                   data["evals"], data["environment"], data["wall_time"])
+
+
+def _codebook_source(config: RunConfig, model: VQAutoencoder, x: torch.Tensor) -> torch.Tensor:
+    if config.quantizer.init_source == "inputs":
+        return x.reshape(x.shape[0], -1)
+    return model.encode(x).reshape(-1, config.model.latent_dim)
+
+
+def _init_codebook(config: RunConfig, model: VQAutoencoder, x: torch.Tensor, gen: torch.Generator,
+                   kind: str | None = None) -> None:
+    q = config.quantizer
+    kind = kind or q.init
+    vectors = _codebook_source(config, model, x) if kind in ("kmeans", "data") else None
+    codes = initial_codebook(kind, q.codebook_size, config.model.latent_dim, gen, q.init_scale, vectors,
+                             q.kmeans_iters, config.train.seed, q.chunk_size)
+    model.quantizer.set_codebook(codes.to(x.device))
+
+
+@torch.no_grad()
+def evaluate(model: VQAutoencoder, x: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:
+    """Reconstruction error and the full diagnostics on a fixed evaluation set."""
+    z = model.encode(x)
+    flat = z.reshape(-1, z.shape[-1])
+    idx = model.quantizer.assign(flat)
+    recon = model.reconstruct(x)
+    out = {"recon_error": float(F.mse_loss(recon, x).item()),
+           "quantized": bool(model.quantizer.enabled)}
+    out.update(diagnose(flat, idx, model.quantizer.codebook.detach(), labels,
+                        chunk_size=model.quantizer.chunk_size))
+    return out
+
+
+def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | None = None) -> RunResult:
+    """Train one VQ autoencoder as ``config`` says and return its :class:`RunResult`.
+
+    ``dataset`` overrides ``config.data`` (e.g. a train split); the evaluation
+    set is the training set itself. ``progress=None`` shows a bar only on an
+    interactive terminal.
+    """
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    tc = config.train
+    if tc.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("invalid train.device='cuda': no CUDA device is available here; use 'cpu'")
+    started = time.perf_counter()
+    gen = make_deterministic(tc.seed, tc.threads)
+    ds = dataset if dataset is not None else load_dataset(config.data)
+    device = torch.device(tc.device)
+    x = ds.x.to(device)
+    labels = ds.labels
+    model = build_model(config, ds).to(device)
+
+    deferred = tc.schedule == "deferred"
+    if not deferred or not tc.reinit_at_switch:
+        _init_codebook(config, model, x, gen)
+    model.quantizer.enabled = not deferred
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=tc.lr)
+
+    history: dict[str, list] = {"step": [], "phase": [], "loss": [], "recon": [], "vq": []}
+    evals = [dict(step=0, **evaluate(model, x, labels))]
+    status, reason = "ok", None
+    model.train()
+    bar = tqdm(total=tc.steps, disable=(None if progress is None else not progress), leave=False,
+               desc=f"{tc.schedule} seed {tc.seed}")
+    for step in range(tc.steps):
+        if deferred and step == tc.warmup_steps:
+            if tc.reinit_at_switch:
+                _init_codebook(config, model, x, gen, kind="kmeans")
+            model.quantizer.enabled = True
+            evals.append(dict(step=step, **evaluate(model, x, labels)))
+        batch = x[torch.randint(x.shape[0], (tc.batch_size,), generator=gen).to(device)]
+        recon, q, _ = model(batch, gen)
+        recon_loss = F.mse_loss(recon, batch)
+        loss = recon_loss + q.loss
+        value = loss.item()
+        if not math.isfinite(value):
+            status, reason = "diverged", f"non-finite loss ({value}) at step {step}"
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history["step"].append(step + 1)
+        history["phase"].append("vq" if model.quantizer.enabled else "ae")
+        history["loss"].append(value)
+        history["recon"].append(recon_loss.item())
+        history["vq"].append(float(q.loss.item()))
+        bar.update(1)
+        if (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps:
+            evals.append(dict(step=step + 1, **evaluate(model, x, labels)))
+            if not all(math.isfinite(v) for v in (evals[-1]["recon_error"], evals[-1]["quantization_error"])):
+                status, reason = "diverged", f"non-finite evaluation at step {step + 1}"
+                break
+    bar.close()
+    return RunResult(config, status, reason, history, evals, environment(),
+                     time.perf_counter() - started, model, ds)
