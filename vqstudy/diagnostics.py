@@ -180,7 +180,7 @@ def class_geometry(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     grand = xd.mean(0)
     between = float((counts * (centroids - grand).pow(2).sum(1)).sum())
     fisher = between / within if within > 0 else float("inf")
-    return to_centroid, float(to_centroid.median()), fisher
+    return to_centroid, float(np.median(to_centroid.cpu().numpy())), fisher
 
 
 # --- distances between embeddings and codes -----------------------------------------------------

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One entry point for the whole study.
+#   bash reproduce.sh          install into .venv, then run the main job
+#   bash reproduce.sh test     install into .venv, then run the test suite
+# VENV=path chooses another virtual environment (CI uses a fresh one).
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${VENV:-.venv}"
+task="${1:-main}"
+case "$task" in
+  main|test) ;;
+  *) echo "reproduce.sh: unknown task '$task' (allowed: main, test)" >&2; exit 2 ;;
+esac
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "creating virtual environment $VENV"
+  python3 -m venv "$VENV"
+fi
+echo "installing requirements into $VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+
+if [ "$task" = main ]; then
+  exec "$VENV/bin/vqstudy" demo
+fi
+
+set +e
+"$VENV/bin/python" -m pytest
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+  echo "reproduce.sh: pytest collected no tests - treating as a failure" >&2
+  exit 1
+fi
+exit "$code"

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from vqstudy.cli import main
+
+
+def test_config_prints_valid_json(capsys):
+    assert main(["config", "--set", "train.steps=7"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["train"]["steps"] == 7
+
+
+def test_train_writes_result(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = main(["train", "--set", "train.steps=20", "--set", "data.n_per_cluster=50",
+                 "--set", "quantizer.codebook_size=8", "--out", str(out)])
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert record["status"] == "ok" and record["config"]["train"]["steps"] == 20
+    assert "perplexity" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--set", "train.steps=0"], ["train.steps"]),
+    (["train", "--set", "quantizer.init=zeros"], ["quantizer.init", "allowed values"]),
+    (["train", "--set", "steps=5"], ["section.field=value"]),
+    (["train", "missing.json"], ["config file not found"]),
+    (["train", "--set", "nosuch.x=1"], ["nosuch"]),
+])
+def test_bad_arguments_fail_clearly_and_write_nothing(tmp_path, capsys, argv, words):
+    out = tmp_path / "r.json"
+    assert main(argv + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    for w in words:
+        assert w in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["demo", "--steps", "0"], ["demo", "--seeds", "-1"], ["nope"]])
+def test_argparse_rejects(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "error" in capsys.readouterr().err

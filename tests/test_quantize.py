@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+
+from vqstudy.quantize import VectorQuantizer, initial_codebook, kmeans, nearest_code
+
+
+def _brute_force(x, c):
+    return torch.cdist(x.double(), c.double()).argmin(1)
+
+
+def test_nearest_code_matches_brute_force_and_chunking():
+    gen = torch.Generator().manual_seed(0)
+    x, c = torch.randn(3000, 12, generator=gen), torch.randn(97, 12, generator=gen)
+    idx = nearest_code(x, c, chunk_size=128)
+    assert torch.equal(idx, _brute_force(x, c))
+    assert torch.equal(idx, nearest_code(x, c, chunk_size=10**6))
+    i2, d2 = nearest_code(x, c, chunk_size=7, return_distance=True)
+    assert torch.equal(i2, idx)
+    ref = (x - c[idx]).pow(2).sum(1)
+    assert torch.allclose(d2, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_nearest_code_rejects_bad_input():
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        nearest_code(torch.zeros(4, 3), torch.zeros(5, 2))
+    with pytest.raises(ValueError, match="chunk_size"):
+        nearest_code(torch.zeros(4, 3), torch.zeros(5, 3), chunk_size=0)
+
+
+def test_straight_through_gradient_reaches_encoder():
+    vq = VectorQuantizer(8, 4)
+    vq.set_codebook(torch.randn(8, 4, generator=torch.Generator().manual_seed(1)))
+    z = torch.randn(10, 4, requires_grad=True)
+    out = vq(z)
+    out.quantized.sum().backward()
+    assert torch.allclose(z.grad, torch.ones_like(z))  # identity through the quantizer
+    assert torch.allclose(out.quantized.detach(), vq.codebook.detach()[out.indices], atol=1e-6)
+    # the codebook loss trains the codebook; the commitment term trains z
+    z2 = torch.randn(10, 4, requires_grad=True)
+    vq.codebook.grad = None
+    vq(z2).loss.backward()
+    assert vq.codebook.grad is not None and vq.codebook.grad.abs().sum() > 0
+    assert z2.grad.abs().sum() > 0
+
+
+def test_disabled_quantizer_is_identity():
+    vq = VectorQuantizer(8, 4)
+    vq.enabled = False
+    z = torch.randn(5, 4)
+    out = vq(z)
+    assert out.indices is None and torch.equal(out.quantized, z) and out.loss.item() == 0.0
+
+
+def test_ema_update_matches_hand_computation():
+    vq = VectorQuantizer(2, 1, update="ema", ema_decay=0.5, eps=0.0)
+    vq.set_codebook(torch.tensor([[0.0], [10.0]]))
+    vq.train()
+    vq(torch.tensor([[1.0], [3.0], [9.0]]))
+    # counts (2, 1); sums (4, 9); ema_count = 0.5*1 + 0.5*(2,1) = (1.5, 1.0)
+    # ema_sum = 0.5*(0,10) + 0.5*(4,9) = (2, 9.5); codes = ema_sum / ema_count
+    assert torch.allclose(vq.ema_count, torch.tensor([1.5, 1.0]))
+    assert torch.allclose(vq.codebook.detach(), torch.tensor([[2.0 / 1.5], [9.5]]))
+    assert not vq.codebook.requires_grad
+
+
+def test_dead_code_restart_moves_unused_codes_to_data():
+    vq = VectorQuantizer(4, 2, restart_threshold=1, restart_every=1)
+    vq.set_codebook(torch.tensor([[0.0, 0.0], [100.0, 100.0], [200.0, 200.0], [300.0, 300.0]]))
+    vq.train()
+    z = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    vq(z, torch.Generator().manual_seed(0))
+    assert vq.restarts == 3
+    moved = vq.codebook.detach()[1:]
+    assert all(any(torch.equal(m, row) for row in z) for m in moved)
+
+
+def test_kmeans_is_deterministic_and_finds_clusters():
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = torch.cat([c + 0.1 * torch.randn(200, 2, generator=gen) for c in centers])
+    a, b = kmeans(x, 3, iters=10, seed=5), kmeans(x, 3, iters=10, seed=5)
+    assert torch.equal(a, b)
+    found = sorted(map(tuple, a.round().tolist()))
+    assert found == sorted(map(tuple, centers.tolist()))
+
+
+def test_kmeans_handles_empty_clusters_and_duplicates():
+    x = torch.zeros(50, 3)
+    x[:2] = torch.tensor([[1.0, 0, 0], [2.0, 0, 0]])
+    c = kmeans(x, 4, iters=5, seed=0)
+    assert c.shape == (4, 3) and torch.isfinite(c).all()
+    with pytest.raises(ValueError, match="at least k=10"):
+        kmeans(torch.zeros(5, 2), 10)
+
+
+def test_kmeans_matches_sklearn_inertia():
+    from sklearn.cluster import KMeans
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(m, 1.0, size=(300, 4)) for m in (0, 6, 12, 18)]).astype(np.float32)
+    ours = kmeans(torch.from_numpy(x), 4, iters=30, seed=0).numpy()
+    ref = KMeans(4, n_init=10, random_state=0).fit(x)
+    inertia = ((x[:, None] - ours[None]) ** 2).sum(-1).min(1).sum()
+    assert inertia <= ref.inertia_ * 1.01
+
+
+@pytest.mark.parametrize("kind, scale, bound", [("normal", 1e-3, 1e-2), ("uniform", None, 1.0 / 64)])
+def test_random_inits_have_their_scale(kind, scale, bound):
+    codes = initial_codebook(kind, 64, 16, torch.Generator().manual_seed(0), scale)
+    assert codes.shape == (64, 16)
+    assert codes.abs().max() <= bound
+    assert codes.std() > 0
+
+
+def test_data_init_samples_given_vectors():
+    v = torch.arange(40.0).reshape(20, 2)
+    codes = initial_codebook("data", 5, 2, torch.Generator().manual_seed(0), vectors=v)
+    assert all(any(torch.equal(c, row) for row in v) for c in codes)
+    assert len({tuple(c.tolist()) for c in codes}) == 5
+    with pytest.raises(ValueError, match="needs vectors"):
+        initial_codebook("kmeans", 5, 2, torch.Generator())
+    with pytest.raises(ValueError, match="allowed values"):
+        initial_codebook("zeros", 5, 2, torch.Generator())
