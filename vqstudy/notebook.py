@@ -1,0 +1,164 @@
+"""What every chapter notebook shares: parameter checks, set-up, claim verdicts, results files.
+
+A chapter validates its papermill parameters with the ``check_*`` functions
+(so a bad value stops the notebook at once, naming the parameter), calls
+:func:`setup`, and ends with a :class:`Claims` object that prints a verdict
+per claim, asserts that the verdicts are the ones the prose states, and
+writes ``results/<chapter>.json`` for the book's paper-vs-ours table.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .repro import environment, make_deterministic
+
+PROFILES = ("quick", "full")
+VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here")
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    if value not in allowed:
+        raise ValueError(f"parameter {name}={value!r} is invalid: allowed values are "
+                         + ", ".join(repr(a) for a in allowed))
+    return value
+
+
+def check_int(name: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"parameter {name}={value!r} is invalid: expected an integer >= {low}")
+    return value
+
+
+def check_ints(name: str, values: Any, low: int = 0, min_len: int = 1) -> list[int]:
+    """A list of distinct integers >= low with at least ``min_len`` entries (seeds, sizes, depths)."""
+    if not isinstance(values, (list, tuple)) or len(values) < min_len:
+        raise ValueError(f"parameter {name}={values!r} is invalid: expected a list of at least "
+                         f"{min_len} integers")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"parameter {name}={values!r} is invalid: entry {v!r} is not an integer >= {low}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"parameter {name}={values!r} is invalid: entries must be distinct")
+    return list(values)
+
+
+def check_floats(name: str, values: Any, min_len: int = 1) -> list[float]:
+    """A list of distinct positive numbers (init scales, ratios)."""
+    if not isinstance(values, (list, tuple)) or len(values) < min_len:
+        raise ValueError(f"parameter {name}={values!r} is invalid: expected a list of at least "
+                         f"{min_len} positive numbers")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"parameter {name}={values!r} is invalid: entry {v!r} is not a positive number")
+    if len(set(values)) != len(values):
+        raise ValueError(f"parameter {name}={values!r} is invalid: entries must be distinct")
+    return [float(v) for v in values]
+
+
+def check_device(device: Any) -> str:
+    check_choice("device", device, ("cpu", "cuda"))
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError("parameter device='cuda' is invalid here: no CUDA device is available; use 'cpu'")
+    return device
+
+
+def setup(seed: int = 0, threads: int = 1) -> None:
+    """Deterministic torch, a quiet and consistent plotting style, stable pandas printing."""
+    import matplotlib
+    import pandas as pd
+    import seaborn as sns
+
+    make_deterministic(seed, threads)
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    matplotlib.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.max_open_warning": 0})
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.width", 160)
+    pd.set_option("display.max_columns", 30)
+
+
+@dataclass
+class Verdict:
+    claim: str
+    statement: str
+    verdict: str
+    evidence: str
+    numbers: dict[str, Any]
+
+
+@dataclass
+class Claims:
+    """Collects claim checks of one chapter, prints verdicts, writes the results file."""
+    chapter: str
+    verdicts: list[Verdict] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def check(self, claim: str, statement: str, holds: bool, evidence: str,
+              numbers: dict[str, Any] | None = None, partly: bool = False) -> Verdict:
+        """Record one claim: ``holds`` -> reproduced, else ``partly`` -> partly, else not reproduced."""
+        verdict = "reproduced" if holds else ("partly" if partly else "not reproduced")
+        v = Verdict(claim, statement, verdict, evidence, _plain(numbers or {}))
+        self.verdicts.append(v)
+        return v
+
+    def not_testable(self, claim: str, statement: str, why: str) -> Verdict:
+        v = Verdict(claim, statement, "not testable here", why, {})
+        self.verdicts.append(v)
+        return v
+
+    def report(self) -> None:
+        for v in self.verdicts:
+            print(f"{v.claim}: {v.verdict.upper()} - {v.statement}")
+            print(f"    evidence: {v.evidence}")
+
+    def expect(self, expected: dict[str, str]) -> None:
+        """Fail unless each claim got the verdict the chapter's prose states."""
+        got: dict[str, list[str]] = {}
+        for v in self.verdicts:
+            got.setdefault(v.claim, []).append(v.verdict)
+        for claim, want in expected.items():
+            check_choice(f"expected verdict for {claim}", want, VERDICTS)
+            assert claim in got, f"{claim}: no check was recorded"
+            assert all(g == want for g in got[claim]), \
+                f"{claim}: the prose states '{want}' but the checks gave {got[claim]}"
+
+    def write(self, parameters: dict[str, Any], numbers: dict[str, Any] | None = None,
+              directory: Path | None = None) -> Path:
+        """Write ``results/<chapter>.json`` atomically and return its path."""
+        from .cli import write_atomic
+
+        path = (directory or RESULTS_DIR) / f"{self.chapter}.json"
+        record = {
+            "chapter": self.chapter,
+            "parameters": _plain(parameters),
+            "claims": [v.__dict__ for v in self.verdicts],
+            "numbers": _plain(numbers or {}),
+            "environment": environment(),
+            "wall_time_s": round(time.perf_counter() - self.started, 1),
+        }
+        write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+        return path
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-safe copy: numpy/torch scalars to Python numbers, tuples to lists."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return obj
+
+
+def all_hold(values: Iterable[bool]) -> bool:
+    values = list(values)
+    return bool(values) and all(bool(v) for v in values)
