@@ -22,6 +22,7 @@ def test_missing_sections_take_defaults():
     (lambda: DataConfig(dim=0), ["data.dim", "0"]),
     (lambda: DataConfig(std=-1.0), ["data.std"]),
     (lambda: DataConfig(name="cifar10"), ["data.root"]),
+    (lambda: DataConfig(test_fraction=1.0), ["data.test_fraction"]),
     (lambda: ModelConfig(depth=-1), ["model.depth"]),
     (lambda: ModelConfig(kind="transformer"), ["model.kind", "mlp", "conv"]),
     (lambda: ModelConfig(width=2.5), ["model.width", "integer"]),

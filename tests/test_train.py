@@ -125,3 +125,19 @@ def test_phenomenon_small_init_uses_fewer_codes_than_deferred():
         deferred = train(base.replace(train={"seed": seed, "schedule": "deferred", "warmup_steps": 400})).final
         assert joint["utilization"] < 0.5 * deferred["utilization"], (seed, joint["utilization"], deferred["utilization"])
         assert joint["perplexity"] < 0.5 * deferred["perplexity"], (seed, joint["perplexity"], deferred["perplexity"])
+
+
+def test_held_out_evaluation(tiny_config):
+    from vqstudy import gaussian_mixture
+    from vqstudy.data import train_test_split
+
+    tr, te = train_test_split(gaussian_mixture(n_per_cluster=100), 0.25, seed=0)
+    r = train(tiny_config, dataset=tr, eval_dataset=te)
+    assert r.final["n_vectors"] == len(te)
+    with pytest.raises(ValueError, match="eval_dataset"):
+        train(tiny_config, dataset=tr, eval_dataset=gaussian_mixture(n_per_cluster=10, dim=3))
+
+
+def test_config_driven_split(tiny_config):
+    r = train(tiny_config.replace(data={"test_fraction": 0.2}))
+    assert r.final["n_vectors"] == 200 and len(r.dataset) == 800

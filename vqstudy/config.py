@@ -88,6 +88,8 @@ class DataConfig(_Section):
     mean_scale: float = 4.0
     seed: int = 0
     root: str | None = None  # folder of local data (CIFAR-10 batches)
+    test_fraction: float = 0.0  # > 0: hold out this stratified share for evaluation
+
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -98,6 +100,7 @@ class DataConfig(_Section):
         _check_float(s, "std", self.std, 0.0, low_open=True)
         _check_float(s, "mean_scale", self.mean_scale, 0.0)
         _check_int(s, "seed", self.seed, 0)
+        _check_float(s, "test_fraction", self.test_fraction, 0.0, 1.0, high_open=True)
         if self.name == "cifar10" and not self.root:
             _fail(s, "root", self.root, "cifar10 needs the folder holding the python-version batches")
 

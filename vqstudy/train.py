@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import RunConfig
-from .data import Dataset, load_dataset
+from .data import Dataset, load_dataset, train_test_split
 from .diagnostics import diagnose
 from .models import build_autoencoder
 from .quantize import VectorQuantizer, initial_codebook
@@ -128,12 +128,14 @@ def evaluate(model: VQAutoencoder, x: torch.Tensor, labels: torch.Tensor | None)
     return out
 
 
-def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | None = None) -> RunResult:
+def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | None = None,
+          eval_dataset: Dataset | None = None) -> RunResult:
     """Train one VQ autoencoder as ``config`` says and return its :class:`RunResult`.
 
-    ``dataset`` overrides ``config.data`` (e.g. a train split); the evaluation
-    set is the training set itself. ``progress=None`` shows a bar only on an
-    interactive terminal.
+    ``dataset`` overrides ``config.data`` (e.g. a train split). Diagnostics are
+    measured on ``eval_dataset``; by default on the held-out split when
+    ``config.data.test_fraction > 0``, else on the training set itself. ``progress=None`` shows a bar only on an interactive
+    terminal.
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
@@ -143,9 +145,15 @@ def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | No
     started = time.perf_counter()
     gen = make_deterministic(tc.seed, tc.threads)
     ds = dataset if dataset is not None else load_dataset(config.data)
+    if dataset is None and eval_dataset is None and config.data.test_fraction > 0:
+        ds, eval_dataset = train_test_split(ds, config.data.test_fraction, seed=config.data.seed)
     device = torch.device(tc.device)
     x = ds.x.to(device)
-    labels = ds.labels
+    eval_ds = eval_dataset if eval_dataset is not None else ds
+    if tuple(eval_ds.x.shape[1:]) != tuple(ds.x.shape[1:]):
+        raise ValueError(f"eval_dataset items have shape {tuple(eval_ds.x.shape[1:])}, "
+                         f"training items {tuple(ds.x.shape[1:])}")
+    x_eval, labels = eval_ds.x.to(device), eval_ds.labels
     model = build_model(config, ds).to(device)
 
     deferred = tc.schedule == "deferred"
@@ -156,7 +164,7 @@ def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | No
     opt = torch.optim.Adam(params, lr=tc.lr)
 
     history: dict[str, list] = {"step": [], "phase": [], "loss": [], "recon": [], "vq": []}
-    evals = [dict(step=0, **evaluate(model, x, labels))]
+    evals = [dict(step=0, **evaluate(model, x_eval, labels))]
     status, reason = "ok", None
     model.train()
     bar = tqdm(total=tc.steps, disable=(None if progress is None else not progress), leave=False,
@@ -166,7 +174,7 @@ def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | No
             if tc.reinit_at_switch:
                 _init_codebook(config, model, x, gen, kind="kmeans")
             model.quantizer.enabled = True
-            evals.append(dict(step=step, **evaluate(model, x, labels)))
+            evals.append(dict(step=step, **evaluate(model, x_eval, labels)))
         batch = x[torch.randint(x.shape[0], (tc.batch_size,), generator=gen).to(device)]
         recon, q, _ = model(batch, gen)
         recon_loss = F.mse_loss(recon, batch)
@@ -185,7 +193,7 @@ def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | No
         history["vq"].append(float(q.loss.item()))
         bar.update(1)
         if (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps:
-            evals.append(dict(step=step + 1, **evaluate(model, x, labels)))
+            evals.append(dict(step=step + 1, **evaluate(model, x_eval, labels)))
             if not all(math.isfinite(v) for v in (evals[-1]["recon_error"], evals[-1]["quantization_error"])):
                 status, reason = "diverged", f"non-finite evaluation at step {step + 1}"
                 break
