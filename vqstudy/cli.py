@@ -183,5 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+from . import book as _book  # noqa: F401,E402  registers `vqstudy reproduce` and `vqstudy book`
+
+
 if __name__ == "__main__":
     sys.exit(main())

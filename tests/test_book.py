@@ -1,0 +1,212 @@
+"""The book's generated pages: claims table, staleness checks, toc (all in temporary folders)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vqstudy import book
+from vqstudy.notebook import Claims
+
+
+def _notebook(path: Path, chapter: str, claims: Claims | None, profile: str = "quick",
+              injected: str | None = None, executed: bool = True) -> Path:
+    """A minimal chapter notebook whose stored outputs are what Claims.report() printed."""
+    lines = []
+    if claims is not None:
+        for v in claims.verdicts:
+            lines += [f"{v.claim}: {v.verdict.upper()} - {v.statement}\n", f"    evidence: {v.evidence}\n"]
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": [f"# Chapter {chapter}\n"]},
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": 1, "outputs": [],
+         "source": [f'profile = "{profile}"\n', "seeds = [0, 1, 2]\n"]},
+    ]
+    if injected is not None:
+        cells.append({"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "execution_count": 2,
+                      "outputs": [], "source": [injected]})
+    cells.append({"cell_type": "code", "metadata": {}, "execution_count": 3,
+                  "source": [f'claims = nbk.Claims("{chapter}")\n', "claims.report()\n"],
+                  "outputs": [{"output_type": "stream", "name": "stdout", "text": lines}] if executed else []})
+    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                      "language": "python"},
+                                       "papermill": {"duration": 12.5}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def _claims(chapter: str, spec: dict[str, tuple[bool, bool]]) -> Claims:
+    claims = Claims(chapter)
+    for cid, (holds, partly) in spec.items():
+        claims.check(cid, f"statement of {cid}", holds, f"measured {cid}: 1.5 vs 3.25", {"x": 1.5}, partly=partly)
+    return claims
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fake project: two chapters with results, one verdict of each kind."""
+    (tmp_path / "book").mkdir()
+    a = _claims("02_alpha", {"C1": (True, False), "C2": (False, True)})
+    _notebook(tmp_path / "notebooks" / "02_alpha.ipynb", "02_alpha", a)
+    a.write({"profile": "quick", "seeds": [0, 1, 2]}, {"full_profile_work_ratio": 10},
+            directory=tmp_path / "results")
+    b = _claims("04_beta", {"C8": (False, False)})
+    b.not_testable("C7", "statement of C7", "needs ImageNet")
+    _notebook(tmp_path / "notebooks" / "04_beta.ipynb", "04_beta", b)
+    b.write({"profile": "quick", "seeds": [0, 1]}, directory=tmp_path / "results")
+    book.write_toc(tmp_path)
+    return tmp_path
+
+
+def _rows(page: str) -> list[str]:
+    return [line for line in page.splitlines() if line.startswith("| **C")]
+
+
+def test_claims_table_one_row_per_claim_with_copied_verdicts(project: Path):
+    chapters = book.load_results(project, strict=True)
+    page = book.claims_page(chapters)
+    rows = _rows(page)
+    assert [r.split("|")[1].strip() for r in rows] == [f"**C{i}**" for i in range(1, 10)]
+    by_id = {r.split("|")[1].strip().strip("*"): r for r in rows}
+    assert "{bdg-success}`reproduced`" in by_id["C1"] and "measured C1: 1.5 vs 3.25" in by_id["C1"]
+    assert "{bdg-warning}`partly`" in by_id["C2"]
+    assert "{bdg-danger}`not reproduced`" in by_id["C8"]
+    assert "{bdg-secondary}`not testable here`" in by_id["C7"]
+    assert "</notebooks/02_alpha>" in by_id["C1"] and "</notebooks/04_beta>" in by_id["C8"]
+    # untested claims say so and name the chapter meant to test them
+    assert "not yet tested" in by_id["C3"] and "03_embeddings_collapse" in by_id["C3"]
+    assert "not yet tested" in by_id["C5"] and "05_codebook_size" in by_id["C5"]
+    # the paper's side is there too
+    assert "5,312" in by_id["C6"]
+
+
+def test_generate_pages_writes_claims_and_reproducibility(project: Path):
+    changed = book.generate_pages(project, strict=True)
+    assert {p.name for p in changed} == {"claims.md", "reproducibility.md", "verdicts.md"}
+    repro = (project / "book" / "reproducibility.md").read_text()
+    assert r"seeds = \[0, 1, 2\]" in repro and "12 s" in repro            # seeds and papermill duration
+    assert "≈" in repro                                                  # 02_alpha declares its work ratio
+    assert "not estimated" in repro                                      # 04_beta does not
+    assert book.generate_pages(project, strict=True) == []               # idempotent: nothing rewritten
+
+
+def test_missing_results_file_is_an_error_in_strict_mode(project: Path):
+    (project / "results" / "04_beta.json").unlink()
+    with pytest.raises(book.BookError, match=r"04_beta\.json"):
+        book.load_results(project, strict=True)
+    # non-strict: the chapter's claims show as not yet tested, and the page says why
+    page = book.claims_page(book.load_results(project, strict=False))
+    row = next(r for r in _rows(page) if r.startswith("| **C8**"))
+    assert "not yet tested" in row
+
+
+def _edit_claim(project: Path, chapter: str, index: int, **changes) -> None:
+    path = project / "results" / f"{chapter}.json"
+    record = json.loads(path.read_text())
+    record["claims"][index].update(changes)
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"verdict": "not reproduced"}, r"02_alpha\.json is stale"),
+    ({"evidence": "measured C2: 1.6 vs 3.25"}, "evidence"),
+    ({"statement": "another statement"}, "is not what the notebook printed"),
+])
+def test_results_not_written_by_the_stored_run_are_stale(project: Path, changes, message):
+    _edit_claim(project, "02_alpha", 1, **changes)
+    with pytest.raises(book.BookError, match=message):
+        book.load_results(project)
+
+
+def test_other_profile_is_stale(project: Path):
+    nb = project / "notebooks" / "02_alpha.ipynb"
+    a = _claims("02_alpha", {"C1": (True, False), "C2": (False, True)})
+    _notebook(nb, "02_alpha", a, injected='profile = "full"\n')      # stored run: papermill -p profile full
+    with pytest.raises(book.BookError, match="profile='full'"):
+        book.load_results(project)
+
+
+def test_unexecuted_notebook_is_stale(project: Path):
+    _notebook(project / "notebooks" / "02_alpha.ipynb", "02_alpha", None, executed=False)
+    with pytest.raises(book.BookError, match="no stored outputs"):
+        book.load_results(project)
+
+
+def test_fingerprint_printed_by_the_notebook_is_checked(project: Path):
+    nb_path = project / "notebooks" / "02_alpha.ipynb"
+    nb = json.loads(nb_path.read_text())
+    nb["cells"][-1]["outputs"][0]["text"].append("results fingerprint: 0123456789abcdef\n")
+    nb_path.write_text(json.dumps(nb))
+    with pytest.raises(book.BookError, match="fingerprint"):
+        book.load_results(project)
+    record = json.loads((project / "results" / "02_alpha.json").read_text())
+    nb["cells"][-1]["outputs"][0]["text"][-1] = f"results fingerprint: {book.fingerprint(record)}\n"
+    nb_path.write_text(json.dumps(nb))
+    assert len(book.load_results(project)) == 2
+
+
+def test_unknown_claim_and_bad_verdict_are_errors(project: Path):
+    _edit_claim(project, "04_beta", 0, claim="C10")
+    with pytest.raises(book.BookError, match="unknown claim 'C10'"):
+        book.load_results(project)
+    _edit_claim(project, "04_beta", 0, claim="C8", verdict="sort of")
+    with pytest.raises(book.BookError, match="invalid verdict"):
+        book.load_results(project)
+
+
+def test_toc_lists_exactly_the_notebooks_present(project: Path):
+    assert [p.name for p in book.toc_chapters(project)] == ["02_alpha.ipynb", "04_beta.ipynb"]
+    _notebook(project / "notebooks" / "03_gamma.ipynb", "03_gamma", None, executed=False)
+    assert book.write_toc(project) is True
+    assert [p.name for p in book.toc_chapters(project)] == ["02_alpha.ipynb", "03_gamma.ipynb", "04_beta.ipynb"]
+    assert book.write_toc(project) is False
+    toc = (project / "_toc.yml").read_text()
+    assert "book/performance" not in toc
+    (project / "book" / "performance.md").write_text("# Performance\n")
+    book.write_toc(project)
+    assert "file: book/performance" in (project / "_toc.yml").read_text()
+    (project / "notebooks" / "03_gamma.ipynb").unlink()
+    with pytest.raises(book.BookError, match="03_gamma"):
+        book.toc_chapters(project)
+
+
+def test_chapter_without_claims_needs_no_results(project: Path):
+    nb = project / "notebooks" / "07_interop.ipynb"
+    nb.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Interop\n"}],
+                              "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    book.write_toc(project)
+    chapters = book.load_results(project, strict=True)
+    assert chapters[-1].chapter is None
+    assert "records no claims" in book.reproducibility_page(chapters, project)
+
+
+def test_papermill_cells_are_hidden_without_touching_the_file(project: Path):
+    path = project / "notebooks" / "02_alpha.ipynb"
+    a = _claims("02_alpha", {"C1": (True, False), "C2": (False, True)})
+    _notebook(path, "02_alpha", a, injected='profile = "quick"\n')
+    before = path.read_text()
+    source = [before]
+    book._on_source_read(None, "notebooks/02_alpha", source)
+    tags = [c["metadata"].get("tags", []) for c in json.loads(source[0])["cells"]]
+    assert ["parameters", "hide-cell"] in tags and ["injected-parameters", "hide-cell"] in tags
+    assert path.read_text() == before
+    again = [source[0]]
+    book._on_source_read(None, "notebooks/02_alpha", again)
+    assert again[0] == source[0]                                          # idempotent
+
+
+def test_markdown_escaping_keeps_cells_intact():
+    text = book.md_escape("a | b *c* $x$ <d> [e](f) R^2\nnext")
+    assert "\n" not in text and "\\|" in text and "\\$" in text and "\\*" in text and "\\<" in text
+
+
+def test_cli_registers_subcommands():
+    from vqstudy import cli
+
+    assert {"reproduce", "book"} <= set(cli.SUBCOMMANDS)
+    args = cli.build_parser().parse_args(["reproduce", "--profile", "full", "--skip-execute"])
+    assert args.profile == "full" and args.skip_execute
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["reproduce", "--profile", "huge"])
