@@ -673,10 +673,33 @@ def _on_source_read(app, docname: str, source: list[str]) -> None:
         source[0] = json.dumps(nb)
 
 
+def _asset_key(asset: Any) -> Any:
+    if hasattr(asset, "filename") and hasattr(asset, "attributes"):
+        return (asset.filename or "", tuple(sorted(asset.attributes.items())))
+    return str(asset)
+
+
+def _on_page_context(app, pagename, templatename, context, doctree) -> None:
+    """Drop repeated <script>/<link> entries: sphinx-thebe's inline config is added twice under
+    jupyter-book 1 + Sphinx 7.4 (once with filename None, once with ''), and the second
+    `const THEBE_JS_URL` is a JavaScript error on every page."""
+    for key in ("script_files", "css_files"):
+        files = context.get(key)
+        if isinstance(files, list):
+            seen, unique = set(), []
+            for asset in files:
+                k = _asset_key(asset)
+                if k not in seen:
+                    seen.add(k)
+                    unique.append(asset)
+            files[:] = unique   # in place: later handlers (MathJax) add to this same list
+
+
 def setup(app):
     """Sphinx entry point (listed in _config.yml). Runs before sphinx-external-toc reads _toc.yml."""
     app.connect("config-inited", _on_config_inited, priority=100)
     app.connect("source-read", _on_source_read)
+    app.connect("html-page-context", _on_page_context, priority=100)  # emit_firstresult: run early
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
