@@ -186,5 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 from . import book as _book  # noqa: F401,E402  registers `vqstudy reproduce` and `vqstudy book`
 
 
+from . import sweep as _sweep  # noqa: E402  after write_atomic/_positive exist; sweep imports them lazily
+subcommand("sweep", _sweep.add_arguments)(_sweep.command)  # here, not in sweep.py: `python -m vqstudy.cli` sees it
+
+
 if __name__ == "__main__":
     sys.exit(main())

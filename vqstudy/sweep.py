@@ -1,0 +1,495 @@
+"""One sweep engine for notebooks, the command line and the main job.
+
+A grid (a base config and ``section.field`` axes) expands to run configs; each
+config is trained by any :class:`concurrent.futures.Executor` (a local process
+pool by default, ``"inline"`` in this process, or a Dask/SLURM executor) and
+its outcome is stored as one JSON record, ``<store>/<sha256 of config>.json``,
+written atomically. Because training is deterministic given its config, a
+record is the run: a rerun skips what is stored (resume after a crash), and
+which executor ran a config does not change its result.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import re
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence, Union
+
+import yaml
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import RunConfig
+from .diagnostics import scalar_metrics
+from .repro import git_revision
+from .train import RunResult, train
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+STATUSES = ("ok", "failed", "diverged")
+FINISHED = ("ok", "diverged")          # stored outcomes a rerun never repeats
+GRID_KEYS = ("base", "axes")
+RECORD_NAME = re.compile(r"^[0-9a-f]{64}\.json$")
+ExecutorSpec = Union[None, str, cf.Executor]
+
+
+class SweepError(RuntimeError):
+    """Some requested runs have no usable result (failed or never stored)."""
+
+
+# --- grids ----------------------------------------------------------------------------------------
+
+def config_key(config: RunConfig) -> str:
+    """The store key of a config: equal configs share it on every machine and in every session."""
+    return _digest(config.to_dict())
+
+
+def _digest(config_dict: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode()).hexdigest()
+
+
+def _axis_target(axis: Any) -> tuple[str, str]:
+    """(section, field) of a dotted axis name; unknown names fail before any work."""
+    if not isinstance(axis, str) or axis.count(".") != 1:
+        raise ValueError(f"invalid grid axis {axis!r}: expected 'section.field', e.g. 'train.seed'")
+    section, name = axis.split(".")
+    cls = RunConfig.SECTIONS.get(section)
+    if cls is None:
+        raise ValueError(f"unknown grid axis {axis!r}: no section {section!r}; "
+                         f"sections are {', '.join(RunConfig.SECTIONS)}")
+    names = [f.name for f in fields(cls)]
+    if name not in names:
+        raise ValueError(f"unknown grid axis {axis!r}: {section} has no field {name!r}; "
+                         f"fields are {', '.join(names)}")
+    return section, name
+
+
+def _axis_values(axis: str, values: Any) -> list:
+    """An axis's values: a non-empty list without repeats (a repeat would run one config twice)."""
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"invalid grid axis {axis!r}: expected a list of values, "
+                         f"got {type(values).__name__} {values!r}")
+    if not values:
+        raise ValueError(f"invalid grid axis {axis!r}: the list is empty; give at least one value")
+    seen: set[str] = set()
+    for value in values:
+        token = json.dumps(value, sort_keys=True, default=repr)
+        if token in seen:
+            raise ValueError(f"invalid grid axis {axis!r}: value {value!r} is listed twice")
+        seen.add(token)
+    return list(values)
+
+
+def _blame(point: dict[str, Any], message: str) -> dict[str, Any]:
+    """The axes a config error names (all of the point when it names none)."""
+    named = {a: v for a, v in point.items() if re.search(rf"(?<![\w.]){re.escape(a)}(?!\w)", message)}
+    return named or point
+
+
+def _yaml_hint(values: Iterable[Any]) -> str:
+    """YAML 1.1 reads ``1e-3`` as a string; say so, as that is the usual cause."""
+    for value in values:
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                float(value)
+                return f" (YAML read {value!r} as a string: write numbers like 1.0e-3)"
+    return ""
+
+
+def _grid_point(base: RunConfig, targets: dict[str, tuple[str, str]], point: dict[str, Any]) -> RunConfig:
+    changes: dict[str, dict[str, Any]] = {}
+    for axis, value in point.items():
+        section, name = targets[axis]
+        changes.setdefault(section, {})[name] = value
+    try:
+        config = base.replace(**changes)
+        config_key(config)  # values must be JSON to be stored
+    except (ValueError, TypeError) as exc:
+        blamed = _blame(point, str(exc))
+        where = ", ".join(f"{a}={v!r}" for a, v in blamed.items())
+        raise ValueError(f"invalid grid axis value {where}: {exc}{_yaml_hint(blamed.values())}") from None
+    return config
+
+
+def expand_grid(base: RunConfig, axes: Mapping[str, Sequence[Any]]) -> list[RunConfig]:
+    """Every combination of the axes applied to ``base``, validated before anything runs.
+
+    Order is stable: axes in the given order, the last one varying fastest.
+    """
+    if not isinstance(base, RunConfig):
+        raise ValueError(f"invalid grid base: expected a RunConfig, got {type(base).__name__}")
+    if not isinstance(axes, Mapping):
+        raise ValueError(f"invalid grid axes: expected a mapping of 'section.field' to lists, "
+                         f"got {type(axes).__name__}")
+    targets = {axis: _axis_target(axis) for axis in axes}
+    values = [_axis_values(axis, axes[axis]) for axis in axes]
+    return [_grid_point(base, targets, dict(zip(axes, combo))) for combo in itertools.product(*values)]
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ValueError(f"grid file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"grid file {path} is not valid YAML: {exc}") from None
+
+
+def load_grid(path: str | Path) -> list[RunConfig]:
+    """The configs of a YAML grid: ``base:`` (a partial RunConfig dict) and ``axes:`` (dotted name -> list)."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"grid file {path}: expected a mapping with 'base:' and/or 'axes:', "
+                         f"got {type(data).__name__}")
+    unknown = sorted(map(str, set(data) - set(GRID_KEYS)))
+    if unknown:
+        raise ValueError(f"grid file {path}: unknown key(s) {', '.join(unknown)}; allowed keys are base, axes")
+    try:
+        base = RunConfig.from_dict(data.get("base", {}))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"grid file {path}: invalid base: {exc}") from None
+    try:
+        return expand_grid(base, data.get("axes", {}))
+    except ValueError as exc:
+        raise ValueError(f"grid file {path}: {exc}") from None
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+def _store_path(store_dir: str | Path) -> Path:
+    store = Path(store_dir)
+    if store.exists() and not store.is_dir():
+        raise ValueError(f"results store {store} exists and is not a folder")
+    return store
+
+
+def _record_path(store: Path, key: str) -> Path:
+    return store / f"{key}.json"
+
+
+def _record_problem(record: Any, key: str) -> str | None:
+    """Why a parsed file is not a usable record of ``key`` (None when it is)."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("key") != key:
+        return f"its key {record.get('key')!r} does not match the file name"
+    if record.get("status") not in STATUSES:
+        return f"unknown status {record.get('status')!r}"
+    if not isinstance(record.get("config"), dict) or _digest(record["config"]) != key:
+        return "its config does not hash to its key"
+    if record["status"] in FINISHED and not isinstance(record.get("result"), dict):
+        return "a finished run without a result"
+    return None
+
+
+def read_record(path: str | Path) -> dict[str, Any] | None:
+    """A stored record, or None when missing or unusable: corrupt files warn and are rerun, never returned."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        record = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problem: str | None = f"invalid JSON ({exc})"
+    else:
+        problem = _record_problem(record, path.stem)
+    if problem:
+        warnings.warn(f"ignoring corrupt sweep record {path}: {problem}; it counts as not run", stacklevel=2)
+        return None
+    return record
+
+
+def _write_record(store: Path, record: dict[str, Any]) -> None:
+    from .cli import write_atomic  # lazy: cli imports this module to register 'vqstudy sweep'
+
+    write_atomic(_record_path(store, record["key"]), json.dumps(record, sort_keys=True))
+
+
+def _iter_records(store: Path) -> Iterator[dict[str, Any]]:
+    """Every usable record; temp files and other files in the folder are not records."""
+    for path in sorted(store.iterdir()):
+        if RECORD_NAME.match(path.name):
+            record = read_record(path)
+            if record is not None:
+                yield record
+
+
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    row = {"key": record["key"], "status": record["status"], "reason": record.get("reason")}
+    row.update({f"{section}.{name}": value for section, values in record["config"].items()
+                for name, value in values.items()})
+    if record.get("result"):
+        row.update(scalar_metrics(record["result"]["final"]))
+    return row
+
+
+def load_results(store_dir: str | Path) -> "pd.DataFrame":
+    """One row per stored run: key, status, reason, dotted config columns and final scalar metrics."""
+    import pandas as pd
+
+    store = _store_path(store_dir)
+    if not store.is_dir():
+        raise ValueError(f"no results store at {store}")
+    rows = [_row(record) for record in _iter_records(store)]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["key", "status", "reason"])
+
+
+def load_runs(configs: Iterable[RunConfig], store_dir: str | Path) -> list[RunResult]:
+    """The stored RunResults of ``configs``, in their order (without model/dataset: retrain for those)."""
+    store = _store_path(store_dir)
+    results, problems = [], []
+    for config in configs:
+        key = config_key(config)
+        record = read_record(_record_path(store, key))
+        if record is None or record["status"] == "failed":
+            problems.append(f"{key[:12]}: " + (str(record.get("reason")) if record else "no stored result"))
+        else:
+            results.append(RunResult.from_dict(record["result"]))
+    if problems:
+        raise SweepError(f"{len(problems)} run(s) without a result: " + "; ".join(problems))
+    return results
+
+
+# --- running --------------------------------------------------------------------------------------
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    """A failed outcome: the exception and where it was raised, plus the full traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}{where}",
+            "traceback": "".join(traceback.format_exception(exc)), "result": None}
+
+
+def _execute(config_dict: dict[str, Any]) -> dict[str, Any]:
+    """Train one config wherever the executor put it; never raises, so one bad run stops no other."""
+    try:
+        result = train(RunConfig.from_dict(config_dict), progress=False)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, not raised
+        return _failure(exc)
+    return {"status": result.status, "reason": result.reason, "result": result.to_dict()}
+
+
+def _future_outcome(future: cf.Future) -> dict[str, Any]:
+    """The outcome of a future; an executor-level error (a dead worker, a lost scheduler) is marked
+    ``unstored``: it says nothing about the config, so it must not stop a plain resume from retrying."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001
+        return {**_failure(exc), "unstored": True}
+
+
+@contextlib.contextmanager
+def _opened(executor: cf.Executor | None, workers: int, runs: int) -> Iterator[cf.Executor]:
+    """The caller's executor as is, or a spawn process pool that is shut down (pending work cancelled)."""
+    if executor is not None:
+        yield executor
+        return
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, min(workers, runs)),
+                                  mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _outcomes(todo: dict[str, RunConfig], executor: ExecutorSpec, workers: int) -> Iterator[tuple[str, dict]]:
+    """(key, outcome) for every run to do, as each finishes."""
+    if executor == "inline":
+        for key, config in todo.items():
+            yield key, _execute(config.to_dict())
+        return
+    with _opened(executor, workers, len(todo)) as ex:
+        futures = {ex.submit(_execute, config.to_dict()): key for key, config in todo.items()}
+        for future in cf.as_completed(futures):
+            yield futures[future], _future_outcome(future)
+
+
+def _check_configs(configs: Iterable[RunConfig]) -> list[RunConfig]:
+    if isinstance(configs, RunConfig):
+        raise TypeError("configs must be a list of RunConfig, got one RunConfig: wrap it in a list")
+    configs = list(configs)
+    bad = [type(c).__name__ for c in configs if not isinstance(c, RunConfig)]
+    if bad:
+        raise TypeError(f"configs must all be RunConfig, got {', '.join(sorted(set(bad)))}")
+    return configs
+
+
+def _check_workers(workers: int | None, executor: ExecutorSpec) -> int:
+    """The pool size; only the default pool has one (size other executors where they are made)."""
+    if not (executor is None or executor == "inline" or isinstance(executor, cf.Executor)):
+        raise ValueError(f"invalid executor {executor!r}: expected None (process pool), 'inline' "
+                         "or a concurrent.futures.Executor")
+    if workers is None:
+        return min(2, os.cpu_count() or 1)
+    if executor is not None:
+        raise ValueError("workers sizes only the default process pool; size the given executor itself")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"invalid workers={workers!r}: must be an integer >= 1")
+    return workers
+
+
+def _plan(store: Path, configs: list[RunConfig], rerun_failed: bool) -> tuple[dict[str, RunConfig], int]:
+    """The unique configs still to run, and how many are skipped because their record exists."""
+    unique = {config_key(c): c for c in configs}
+    todo: dict[str, RunConfig] = {}
+    for key, config in unique.items():
+        record = read_record(_record_path(store, key))
+        if record is None or (record["status"] == "failed" and rerun_failed):
+            todo[key] = config
+    return todo, len(unique) - len(todo)
+
+
+def code_version() -> dict[str, str]:
+    """The code that ran a sweep, stored in each record."""
+    return {"vqstudy": __version__, "git_revision": git_revision()}
+
+
+@dataclass
+class SweepSummary:
+    """What one :func:`run_sweep` call did; ``str()`` is its one-line summary."""
+    store_dir: Path
+    keys: list[str]            # the store key of each config, in config order
+    done: int                  # runs trained now that finished (ok or diverged)
+    skipped: int               # runs already stored
+    failed: int                # runs trained now that raised
+    diverged: int              # of ``done``, how many diverged
+    seconds: float
+    statuses: dict[str, str] = field(default_factory=dict)  # key -> status of runs trained now
+
+    def __str__(self) -> str:
+        return f"sweep: {self.done} done, {self.skipped} skipped, {self.failed} failed in {self.seconds:.1f} s"
+
+
+def run_sweep(configs: Iterable[RunConfig], store_dir: str | Path, executor: ExecutorSpec = None,
+              workers: int | None = None, rerun_failed: bool = False,
+              progress: bool | None = None) -> SweepSummary:
+    """Run every config not yet stored in ``store_dir``, writing one record per run as it finishes.
+
+    ``executor``: None for a local spawn process pool of ``workers`` processes
+    (default min(2, cpu count)), ``"inline"`` for this process, or any
+    ``concurrent.futures.Executor``. Failed runs are skipped too unless
+    ``rerun_failed``; an executor that fails (a worker killed) is counted as
+    failed but not stored, so the next call retries it. ``progress``: None
+    shows a bar on a terminal and prints the summary line to stderr; False
+    shows neither (e.g. under nbval). The process pool uses "spawn": a script
+    that calls this needs the ``if __name__ == "__main__":`` guard.
+    """
+    configs = _check_configs(configs)
+    workers = _check_workers(workers, executor)
+    store = _store_path(store_dir)
+    started = time.perf_counter()
+    todo, skipped = _plan(store, configs, rerun_failed)
+    store.mkdir(parents=True, exist_ok=True)
+    statuses: dict[str, str] = {}
+    if todo:
+        version = code_version()
+        with tqdm(total=len(todo), desc="sweep", unit="run", leave=False,
+                  disable=None if progress is None else not progress) as bar:
+            for key, outcome in _outcomes(todo, executor, workers):
+                statuses[key] = outcome["status"]
+                if outcome.pop("unstored", False):
+                    warnings.warn(f"run {key[:12]} not stored, the executor failed: {outcome['reason']}",
+                                  stacklevel=2)
+                else:
+                    _write_record(store, {"key": key, "config": todo[key].to_dict(), "code_version": version,
+                                          **outcome})
+                bar.update(1)
+    counts = Counter(statuses.values())
+    summary = SweepSummary(store, [config_key(c) for c in configs], counts["ok"] + counts["diverged"], skipped,
+                           counts["failed"], counts["diverged"], time.perf_counter() - started, statuses)
+    if progress is not False:
+        print(summary, file=sys.stderr, flush=True)
+    return summary
+
+
+def sweep(configs: Iterable[RunConfig], store_dir: str | Path | None = None, executor: ExecutorSpec = None,
+          workers: int | None = None, rerun_failed: bool = False, progress: bool | None = None) -> list[RunResult]:
+    """Run ``configs`` and return their RunResults in order; raises SweepError if any failed.
+
+    With ``store_dir=None`` every call recomputes in a throwaway store, so a
+    notebook never passes on stale results; pass a folder to opt into reuse.
+    """
+    configs = _check_configs(configs)
+    if store_dir is None:
+        with tempfile.TemporaryDirectory(prefix="vqstudy-sweep-") as tmp:
+            return sweep(configs, tmp, executor, workers, rerun_failed, progress)
+    run_sweep(configs, store_dir, executor, workers, rerun_failed, progress)
+    return load_runs(configs, store_dir)
+
+
+# --- Dask -----------------------------------------------------------------------------------------
+
+SCHEDULER_ADDRESS = re.compile(r"^tcp://(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
+
+
+def check_scheduler_address(address: str) -> str:
+    """A Dask scheduler address ``tcp://host:port``, checked before any connection is tried."""
+    match = SCHEDULER_ADDRESS.match(address) if isinstance(address, str) else None
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"invalid scheduler address {address!r}: expected tcp://HOST:PORT, "
+                         "e.g. tcp://127.0.0.1:8786")
+    return address
+
+
+@contextlib.contextmanager
+def dask_executor(address: str, timeout: float = 10.0) -> Iterator[cf.Executor]:
+    """A ``concurrent.futures`` executor on a Dask cluster, closed on exit; its workers need vqstudy."""
+    from distributed import Client
+
+    address = check_scheduler_address(address)
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    with client:
+        yield client.get_executor()
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def _scheduler_arg(text: str) -> str:
+    try:
+        return check_scheduler_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``vqstudy sweep``."""
+    from .cli import _positive
+
+    parser.add_argument("grid", metavar="GRID.yaml", help="YAML grid: base (partial run config) and axes")
+    parser.add_argument("--out", required=True, metavar="DIR", help="results store (one JSON record per run)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive, help="local worker processes (default min(2, cores))")
+    where.add_argument("--scheduler", type=_scheduler_arg, metavar="tcp://HOST:PORT",
+                       help="run on this Dask scheduler instead of local processes")
+    parser.add_argument("--rerun-failed", action="store_true", help="retry runs stored as failed")
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run a YAML grid of configs into a resumable results store (locally or on Dask)."""
+    configs = load_grid(args.grid)
+    store = _store_path(args.out)
+    executor = dask_executor(args.scheduler) if args.scheduler else contextlib.nullcontext(None)
+    with executor as ex:
+        summary = run_sweep(configs, store, executor=ex, workers=args.workers, rerun_failed=args.rerun_failed)
+    return 1 if summary.failed else 0
