@@ -408,8 +408,9 @@ def _badge(verdict: str) -> str:
     return f"{{{BADGES[verdict]}}}`{verdict}`"
 
 
-def _chapter_ref(chapter: ChapterResults) -> str:
-    return f"{{doc}}`{md_escape(chapter.title)} </{chapter.docname}>`"
+def _chapter_ref(chapter: ChapterResults, short: bool = False) -> str:
+    text = chapter.notebook.stem.replace("_", " ") if short else chapter.title
+    return f"{{doc}}`{md_escape(text)} </{chapter.docname}>`"
 
 
 def _tested(chapters: list[ChapterResults]) -> dict[str, list[tuple[ChapterResults, dict]]]:
@@ -424,7 +425,7 @@ def _not_yet(spec: ClaimSpec, chapters: list[ChapterResults]) -> str:
     present = {c.notebook.stem: c for c in chapters}
     planned = present.get(spec.planned)
     if planned is None:
-        return f"to be tested in chapter `{spec.planned}` (not written yet)"
+        return f"to be tested in chapter {spec.planned.replace('_', ' ')} (not written yet)"
     if planned.record is None and planned.chapter is not None:
         return f"to be tested in {_chapter_ref(planned)} (no results file yet)"
     return f"planned for {_chapter_ref(planned)}, which does not record it yet"
@@ -437,6 +438,7 @@ def claims_page(chapters: list[ChapterResults]) -> str:
     by_claim = _tested(chapters)
     n_tested = sum(1 for cid in CLAIM_IDS if by_claim[cid])
     lines = [
+        "---", "html_theme.sidebar_secondary.remove: true", "---", "",
         GENERATED_NOTE, "", "(claims)=", "# Claims: the paper against this reproduction", "",
         "Each row is one claim of the study (the IDs are this project's). The *paper* columns are typed from "
         "the paper; every *ours* entry — the measurement and the verdict — is copied by `vqstudy/book.py` "
@@ -450,7 +452,7 @@ def claims_page(chapters: list[ChapterResults]) -> str:
         f"{n_tested} of {len(CLAIMS)} claims have been tested so far.", "",
         ":::{table} The study's claims: the paper's statement and number beside our measurement and "
         "verdict.",
-        ":name: claims-table", ":widths: auto", "",
+        ":name: claims-table", "",
         "| ID | The paper claims | Paper's number | Our measurement | Verdict | Evidence |",
         "|---|---|---|---|---|---|",
     ]
@@ -464,8 +466,8 @@ def claims_page(chapters: list[ChapterResults]) -> str:
             for chapter, _ in tested:
                 if chapter.docname not in seen:
                     seen.add(chapter.docname)
-                    links.append(_chapter_ref(chapter))
-            evidence = ", ".join(links) + f"; [details](#claim-{spec.id.lower()})"
+                    links.append("chapter " + _chapter_ref(chapter, short=True))
+            evidence = ", ".join(links) + f"; [numbers](#claim-{spec.id.lower()})"
         else:
             ours, verdict, evidence = "—", _badge("not yet tested"), _not_yet(spec, chapters)
         lines.append(f"| **{spec.id}** | {paper} | {md_escape(spec.paper_number)} | {ours} | {verdict} | "
@@ -532,8 +534,8 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
         GENERATED_NOTE, "", "(reproducibility)=", "# Reproducibility", "",
         "Everything on this page is read from the chapters' results files and the notebooks' stored run "
         "metadata when the book is built. To rerun every chapter and rebuild this book:", "",
-        "```bash", "vqstudy reproduce                  # quick profile: minutes per chapter on 2 CPU cores",
-        "vqstudy reproduce --profile full   # paper-scale seeds and sweeps", "```", "",
+        "```bash", "vqstudy reproduce                 # quick profile: minutes per chapter",
+        "vqstudy reproduce --profile full  # paper-scale seeds and sweeps", "```", "",
         "Each chapter fixes its seeds, the thread count and `torch.use_deterministic_algorithms(True)`, so a "
         "rerun on the same machine and versions prints the same numbers (the test suite checks this with "
         "`pytest --nbval`). Results differ across thread counts and CPU types in the last digits; the "
@@ -580,12 +582,12 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
         if len(distinct) == 1:
             env = next(iter(envs.values()))
             lines += [f"All {len(envs)} chapter(s) with results ran in the same environment:", "",
-                      "| | |", "|---|---|"]
+                      "| Item | Value |", "|---|---|"]
             lines += [f"| {md_escape(k)} | {md_code(env.get(k, '—'))} |" for k in keys]
         else:
             names = list(envs)
             lines += ["The chapters ran in different environments:", "",
-                      "| | " + " | ".join(md_escape(n) for n in names) + " |",
+                      "| Item | " + " | ".join(md_escape(n) for n in names) + " |",
                       "|---|" + "---|" * len(names)]
             lines += [f"| {md_escape(k)} | " + " | ".join(md_code(envs[n].get(k, '—')) for n in names)
                       + " |" for k in keys]
