@@ -210,3 +210,48 @@ def test_cli_registers_subcommands():
     assert args.profile == "full" and args.skip_execute
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["reproduce", "--profile", "huge"])
+
+
+def test_execute_chapters_is_idempotent_and_writes_fresh_results(tmp_path: Path):
+    """papermill in place, twice: one injected-parameters cell, and results that match the stored run."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "quick"\nseeds = [0, 1, 2]')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "from pathlib import Path\nfrom vqstudy import notebook as nbk\n"
+        'claims = nbk.Claims("02_tiny")\n'
+        'claims.check("C1", "tiny statement", profile == "full", f"profile was {profile}")\n'
+        "claims.report()\n"
+        'claims.write({"profile": profile, "seeds": seeds}, directory=Path("..") / "results")')
+    nb.cells = [nbformat.v4.new_markdown_cell("# Tiny chapter"), params, body]
+    path = tmp_path / "notebooks" / "02_tiny.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+
+    book.execute_chapters([path], "full", root=tmp_path)
+    book.execute_chapters([path], "full", root=tmp_path)
+    cells = json.loads(path.read_text())["cells"]
+    assert sum("injected-parameters" in c["metadata"].get("tags", []) for c in cells) == 1
+    chapter = book.check_results(path, tmp_path / "results")
+    assert chapter.record["parameters"]["profile"] == "full"
+    assert chapter.record["claims"][0]["verdict"] == "reproduced"
+    assert not list(tmp_path.glob("notebooks/.*.ipynb"))                 # no temporary copies left
+
+
+def test_failing_chapter_stops_with_its_name_and_leaves_the_notebook(tmp_path: Path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell('raise ValueError("boom")')]
+    path = tmp_path / "notebooks" / "03_broken.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    before = path.read_text()
+    with pytest.raises(book.BookError, match=r"03_broken\.ipynb failed"):
+        book.execute_chapters([path], "quick", root=tmp_path)
+    assert path.read_text() == before
+    assert (tmp_path / "_build" / "failed" / "03_broken.ipynb").is_file()
