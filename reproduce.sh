@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for the whole study.
-#   bash reproduce.sh          install into .venv, then run the main job
+#   bash reproduce.sh          install into .venv, then run the main job: execute every chapter
+#                              (quick profile), regenerate the claims pages, build the book
 #   bash reproduce.sh test     install into .venv, then run the test suite
 # VENV=path chooses another virtual environment (CI uses a fresh one).
 set -euo pipefail
@@ -21,7 +22,7 @@ echo "installing requirements into $VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
 
 if [ "$task" = main ]; then
-  exec "$VENV/bin/vqstudy" demo
+  exec "$VENV/bin/vqstudy" reproduce --profile "${PROFILE:-quick}"
 fi
 
 set +e
