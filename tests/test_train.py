@@ -141,3 +141,8 @@ def test_held_out_evaluation(tiny_config):
 def test_config_driven_split(tiny_config):
     r = train(tiny_config.replace(data={"test_fraction": 0.2}))
     assert r.final["n_vectors"] == 200 and len(r.dataset) == 800
+
+
+def test_overflowing_init_is_recorded_as_diverged(tiny_config):
+    r = train(tiny_config.replace(quantizer={"init": "normal", "init_scale": 1e38}))
+    assert r.status == "diverged" and "initialization" in r.reason and r.history["step"] == []

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence, Union
 
 import yaml
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import __version__
 from .config import RunConfig

@@ -119,6 +119,11 @@ def evaluate(model: VQAutoencoder, x: torch.Tensor, labels: torch.Tensor | None)
     """Reconstruction error and the full diagnostics on a fixed evaluation set."""
     z = model.encode(x)
     flat = z.reshape(-1, z.shape[-1])
+    codebook = model.quantizer.codebook.detach()
+    if not (torch.isfinite(flat).all() and torch.isfinite(codebook).all()):
+        # a diverged model: report it instead of failing inside the spectra
+        return {"recon_error": float("nan"), "quantization_error": float("nan"),
+                "quantized": bool(model.quantizer.enabled)}
     idx = model.quantizer.assign(flat)
     recon = model.reconstruct(x)
     out = {"recon_error": float(F.mse_loss(recon, x).item()),
@@ -166,10 +171,12 @@ def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | No
     history: dict[str, list] = {"step": [], "phase": [], "loss": [], "recon": [], "vq": []}
     evals = [dict(step=0, **evaluate(model, x_eval, labels))]
     status, reason = "ok", None
+    if not math.isfinite(evals[0]["quantization_error"]):
+        status, reason = "diverged", "non-finite encoder outputs or codebook at initialization"
     model.train()
     bar = tqdm(total=tc.steps, disable=(None if progress is None else not progress), leave=False,
                desc=f"{tc.schedule} seed {tc.seed}")
-    for step in range(tc.steps):
+    for step in range(tc.steps if status == "ok" else 0):
         if deferred and step == tc.warmup_steps:
             if tc.reinit_at_switch:
                 _init_codebook(config, model, x, gen, kind="kmeans")
