@@ -1,0 +1,173 @@
+"""Render results/performance.json into book/performance.md and book/figures/performance.png.
+
+Called by bench_quantizer.py after each run; also runnable alone to re-render
+without re-measuring: ``.venv/bin/python benchmarks/perf_report.py [results/performance.json]``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RERUN = ".venv/bin/python benchmarks/bench_quantizer.py"
+TITLES = {"assign": "Code assignment (no grad)", "train": "Training step (forward + backward + EMA update)",
+          "kmeans": "k-means initialization", "diagnose": "Diagnostics vs one assignment pass"}
+
+
+def _num(ms: float) -> str:
+    """Three significant digits without exponents: 0.812, 12.3, 4567."""
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
+def _ms(t: dict[str, Any]) -> str:
+    return f"{_num(t['median'] * 1e3)} [{_num(t['min'] * 1e3)}–{_num(t['max'] * 1e3)}] (n={t['n']})"
+
+
+def _mb(b: int | None) -> str:
+    return "–" if b is None else f"{b / 2 ** 20:.1f}"
+
+
+def _frame(data: dict[str, Any], workload: str) -> pd.DataFrame:
+    rows = [r for r in data["results"] if r["workload"] == workload]
+    return pd.DataFrame([{**r, "median_s": r["time"]["median"]} for r in rows])
+
+
+def md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def workload_table(data: dict[str, Any], workload: str) -> str:
+    """One row per shape; per implementation: median [min–max] ms (runs), peak extra MB."""
+    df = _frame(data, workload)
+    impls = list(dict.fromkeys(df["impl"]))
+    head = ["N", "D", "K"] + [f"{i} ms" for i in impls] + [f"{i} peak MB" for i in impls]
+    if workload == "kmeans":
+        head += [f"{i} MSE" for i in impls]
+    rows = []
+    for (n, d, k), group in df.groupby(["n", "d", "k"], sort=True):
+        by = {r["impl"]: r for r in group.to_dict("records")}
+        cells = [str(n), str(d), str(k)] + [_ms(by[i]["time"]) for i in impls]
+        cells += [_mb(by[i].get("peak_extra_bytes")) for i in impls]
+        if workload == "kmeans":
+            cells += [f"{by[i]['mse']:.4g}" for i in impls]
+        rows.append(cells)
+    return md_table(head, rows)
+
+
+def targets_table(data: dict[str, Any]) -> str:
+    rows = [[t["name"], str(tuple(t["shape"])), f"{t['value']:.3g}", _opt(t.get("value_from_min")),
+             f"{t['op']} {t['threshold']}", "**pass**" if t["passed"] else "**MISS**", t["note"]]
+            for t in data["targets"]]
+    return md_table(["target", "shape (N, D, K)", "measured (medians)", "from fastest runs", "required",
+                     "result (medians)", "how"], rows)
+
+
+def _opt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _gap(value: float | None) -> str:
+    return "headline shape only" if value is None else f"{value:.1e}"
+
+
+def gate_table(data: dict[str, Any]) -> str:
+    rows = [[str(g["n"]), str(g["d"]), str(g["k"]), f"{g['agree']:.5f}", f"{g['agree_ties_aside']:.5f}",
+             _gap(g["ema_codebook_max_abs_diff"])] for g in data["gate"]]
+    return md_table(["N", "D", "K", "indices equal", "equal, ties aside", "codebook gap after 1 EMA step"], rows)
+
+
+def machine_table(data: dict[str, Any]) -> str:
+    return md_table(["fact", "value"], [[k, str(v)] for k, v in data["machine"].items()])
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """Median time vs K at the headline N and D, one panel per workload, one line per implementation."""
+    n, d, _ = data["config"]["headline"]
+    frames = {w: _frame(data, w) for w in ("assign", "train", "kmeans")}
+    frames = {w: df[(df["n"] == n) & (df["d"] == d)] for w, df in frames.items() if not df.empty}
+    panels = {w: df for w, df in frames.items() if not df.empty}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (workload, df) in zip(axes[0], panels.items()):
+        sns.lineplot(data=df, x="k", y="median_s", hue="impl", marker="o", ax=ax)
+        ax.set(xscale="log", yscale="log", xlabel="codebook size K", ylabel="median time per call (s)",
+               title=f"{workload} (N={n}, D={d})")
+        ax.legend(title="implementation", fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def page(data: dict[str, Any]) -> str:
+    cfg, mode = data["config"], data["config"]["mode"]
+    rerun = RERUN + (" --quick" if mode == "quick" else "")
+    parts = [
+        "# Performance: vqstudy vs vector-quantize-pytorch",
+        f"*Generated by `benchmarks/bench_quantizer.py` ({mode} mode, {data['started']}, "
+        f"{data['duration_s'] / 60:.1f} min); do not edit by hand. Rerun with `{rerun}` "
+        "(full grid: drop `--quick`); it rewrites `results/performance.json`, this page and "
+        "`figures/performance.png`.*",
+        "## How it was measured",
+        f"- Both quantizers are configured alike: straight-through estimator (the library with "
+        f"`rotation_trick=False`), EMA codebook updates with decay {cfg['ema_decay']} (Laplace-smoothed counts, "
+        f"the same EMA sums/counts state), commitment weight {cfg['beta']}, no k-means init, no dead-code "
+        "restarts, the same codebook copied into both. The floor is the bare `x @ C.T` of the same shapes.",
+        f"- torch threads fixed at {cfg['threads']}. Times are the median and [min–max] of n timed runs after "
+        f"one warm-up run (two when a run takes under 1 s). Assignment and training: n = {cfg['repeats']}, fewer "
+        f"(at least 3) where {cfg['repeats']} runs would take over {cfg['budget_s']:.0f} s — the largest shapes — "
+        f"except at the headline shape {tuple(cfg['headline'])}, which always gets {cfg['repeats']}; "
+        f"k-means and diagnostics: n = {cfg['slow_repeats']}, fewer (k-means: down to 1) where that would take over "
+        f"{cfg['slow_budget_s']:.0f} s. The n of every cell is in the tables.",
+        "- k-means: vqstudy's `kmeans` with its defaults (k-means++ seeding on at most 20,000 points, then "
+        f"{cfg['kmeans_iters']} Lloyd steps) against the library's `kmeans` (random-sample seeding) with the same "
+        "number of iterations. The algorithms differ in seeding, so the tables also give the final mean squared "
+        "distance (MSE) of each result. To bound the run time the k-means shapes are a cross through the grid "
+        "(every K at D=64 and every D at K=1024, N=65536).",
+        "- Peak memory: the peak resident memory above the level just before one call (after a warm-up call), "
+        "measured in a child process that resets the kernel's peak counter (`/proc/self/clear_refs`, `VmHWM`) "
+        "before each call and runs with `MALLOC_MMAP_THRESHOLD_=131072` so freed tensors leave the process at "
+        "once. tracemalloc cannot see torch's allocations; this counts all of them, outputs included. Measured "
+        "for assignment at every grid shape; for the training step and k-means at the headline shape only "
+        f"{tuple(cfg['headline'])}; for diagnostics at its one shape.",
+        "- The machine is shared: other jobs may run beside the benchmark (see the load averages under Machine). "
+        "Every ratio compares numbers taken minutes apart in one process, which limits but does not remove "
+        "that noise; the [min–max] spreads show it.",
+        f"- Correctness gate, before any timing: indices of both implementations agree on at least 99.9% of "
+        f"vectors (ties aside: a difference counts as a tie when both codes are equally near in float64) "
+        f"for every shape, else the script exits non-zero. Gate passed: **{data['gate_passed']}**.",
+    ]
+    if data.get("memory_error"):
+        parts.append(f"- Memory was not measured: {data['memory_error']}")
+    parts += ["## Targets", targets_table(data), "![time vs K](figures/performance.png)"]
+    for workload in ("assign", "train", "kmeans", "diagnose"):
+        parts += [f"## {TITLES[workload]}", "Times in ms; peak MB = extra resident memory at the peak of one call.",
+                  workload_table(data, workload)]
+    parts += ["## Correctness gate", gate_table(data)]
+    if data["profiles"]:
+        parts.append("## Profiles (torch.profiler, top ops by self CPU time)")
+        parts.append("For each missed target, and always for vqstudy's k-means.")
+        for name, table in data["profiles"].items():
+            parts += [f"### {name}", "```text\n" + table.rstrip() + "\n```"]
+    parts += ["## Machine", machine_table(data)]
+    return "\n\n".join(parts) + "\n"
+
+
+def render(data: dict[str, Any], book: Path = ROOT / "book") -> None:
+    """Write the page and the figure; both come only from ``data``."""
+    plot(data, book / "figures" / "performance.png")
+    (book / "performance.md").write_text(page(data))
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "results" / "performance.json"
+    render(json.loads(source.read_text()))
