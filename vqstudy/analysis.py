@@ -1,0 +1,73 @@
+"""Analyses of embeddings that need the vectors themselves, not only :func:`vqstudy.diagnostics.diagnose`.
+
+``count_modes`` answers "how many clusters can be told apart in these
+vectors?" without using the labels: k-means for every k in a range, the k
+with the best silhouette wins. It is scale-free (multiplying every vector by
+a constant changes nothing), so it measures how *distinguishable* the modes
+are, not how spread out the vectors are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class ModeCount:
+    """The result of :func:`count_modes`."""
+    modes: int                      # the k with the highest silhouette
+    silhouette: float               # that silhouette, in [-1, 1]
+    scores: dict[int, float]        # silhouette of every k tried
+
+
+def _numpy(x) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim < 2:
+        raise ValueError(f"count_modes needs vectors (n, d), got shape {arr.shape}")
+    return arr.reshape(-1, arr.shape[-1]).astype(np.float64)
+
+
+def count_modes(x, k_min: int = 2, k_max: int = 15, sample: int = 2000, seed: int = 0,
+                n_init: int = 4) -> ModeCount:
+    """Number of distinguishable modes of the rows of ``x``: the k in [k_min, k_max] whose k-means
+    partition has the highest mean silhouette (ties go to the smaller k).
+
+    A fixed random subsample of ``sample`` rows (all rows if fewer) keeps the
+    silhouette's O(n^2) cost small; ``seed`` fixes the subsample and k-means.
+    Silhouette needs k >= 2, so a unimodal cloud reports a low silhouette
+    rather than one mode: read ``silhouette`` beside ``modes``.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import pairwise_distances, silhouette_score
+    from threadpoolctl import threadpool_limits
+
+    if isinstance(k_min, bool) or not isinstance(k_min, int) or k_min < 2:
+        raise ValueError(f"invalid k_min={k_min!r}: must be an integer >= 2 (silhouette needs two clusters)")
+    if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < k_min:
+        raise ValueError(f"invalid k_max={k_max!r}: must be an integer >= k_min={k_min}")
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 2:
+        raise ValueError(f"invalid sample={sample!r}: must be an integer >= 2")
+    data = _numpy(x)
+    if len(data) > sample:
+        rows = np.sort(np.random.default_rng(seed).choice(len(data), sample, replace=False))
+        data = data[rows]
+    if len(data) <= k_max:
+        raise ValueError(f"count_modes needs more than k_max={k_max} rows, got {len(data)}")
+    if not np.isfinite(data).all():
+        raise ValueError("count_modes: the vectors contain NaN or infinity")
+    distinct = len(np.unique(data, axis=0))
+    if distinct <= k_min:
+        raise ValueError(f"count_modes needs more than k_min={k_min} distinct rows, got {distinct}")
+    scores: dict[int, float] = {}
+    # one thread: on a busy machine OpenMP/BLAS threads beside torch's make k-means ~50x slower,
+    # and a fixed thread count keeps the result the same everywhere
+    with threadpool_limits(1):
+        dist = pairwise_distances(data)  # once, not once per k
+        for k in range(k_min, min(k_max, distinct - 1) + 1):
+            labels = KMeans(k, n_init=n_init, random_state=seed).fit_predict(data)
+            n_found = len(np.unique(labels))
+            scores[k] = float(silhouette_score(dist, labels, metric="precomputed")) if n_found > 1 else -1.0
+    best = max(scores, key=lambda k: (scores[k], -k))
+    return ModeCount(best, scores[best], scores)
