@@ -105,3 +105,19 @@ def test_howto_code_block_runs():
     exec(compile(blocks[0], str(HOWTO), "exec"), namespace)
     assert len(namespace["tracker"].frame()) == 3
     assert 0 < namespace["report"]["utilization"] <= 1
+
+
+def test_training_with_the_library_is_deterministic_and_defers():
+    from vqstudy import RunConfig
+    from vqstudy.interop import train_with_vector_quantize
+
+    cfg = RunConfig().replace(data={"n_per_cluster": 50}, quantizer={"codebook_size": 16},
+                              train={"steps": 40, "batch_size": 64})
+    a, final_a = train_with_vector_quantize(cfg, {"kmeans_init": True}, eval_every=10, warmup_steps=20)
+    b, final_b = train_with_vector_quantize(cfg, {"kmeans_init": True}, eval_every=10, warmup_steps=20)
+    assert a.equals(b) and final_a == final_b
+    # nothing is diagnosed before the codebook is fitted at the switch; the last row is the final model
+    assert a["step"].min() > 20 and a["step"].iloc[-1] == 40
+    assert {"utilization", "perplexity", "recon_error", "embed_effective_dim"} <= set(a.columns)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        train_with_vector_quantize(cfg, {}, eval_every=10, warmup_steps=40)

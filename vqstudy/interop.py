@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .config import RunConfig
 from .diagnostics import diagnose, scalar_metrics
 
 
@@ -104,3 +105,64 @@ class CollapseTracker:
     def frame(self) -> pd.DataFrame:
         """One row per recorded step."""
         return pd.DataFrame(self.rows)
+
+
+def train_with_vector_quantize(config: RunConfig, vq_kwargs: dict[str, Any], eval_every: int,
+                               warmup_steps: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Train vqstudy's autoencoder around a vector-quantize-pytorch ``VectorQuantize`` and track both collapses.
+
+    Same data, encoder/decoder, optimizer, batches and budget as :func:`vqstudy.train.train` with ``config``;
+    only the quantizer is the library's (``VectorQuantize(dim=latent_dim, codebook_size=K, **vq_kwargs)``).
+    With ``warmup_steps > 0`` the quantizer is bypassed for those steps, so a ``kmeans_init=True``
+    codebook is fitted on the *trained* encoder's first batch: deferred quantization with the library.
+    Returns the tracker's frame (diagnostics of the whole data set every ``eval_every`` steps, plus the
+    reconstruction error) and the final diagnostics.
+    """
+    from vector_quantize_pytorch import VectorQuantize
+
+    from .data import load_dataset
+    from .models import build_autoencoder
+    from .repro import make_deterministic
+
+    tc = config.train
+    if not 0 <= warmup_steps < tc.steps:
+        raise ValueError(f"invalid warmup_steps={warmup_steps!r}: must lie in [0, steps={tc.steps})")
+    gen = make_deterministic(tc.seed, tc.threads)
+    data = load_dataset(config.data)
+    x, labels = data.x.to(tc.device), data.labels
+    encoder, decoder = build_autoencoder(config.model, tuple(data.x.shape[1:]))
+    vq = VectorQuantize(dim=config.model.latent_dim, codebook_size=config.quantizer.codebook_size, **vq_kwargs)
+    modules = nn.ModuleList([encoder, decoder, vq]).to(tc.device)
+    opt = torch.optim.Adam([p for p in modules.parameters() if p.requires_grad], lr=tc.lr)
+    tracker = CollapseTracker(eval_every, labels=labels)
+
+    def record(step: int) -> None:
+        if step < warmup_steps or not vq._codebook.initted:
+            return  # nothing to diagnose before the codebook exists
+        with torch.no_grad():
+            encoder.eval(), decoder.eval()
+            z = encoder(x)
+            quantized, _, _ = vq.eval()(z.unsqueeze(0))
+            recon = float(nn.functional.mse_loss(decoder(quantized[0]), x))
+            encoder.train(), decoder.train(), vq.train()
+        row = tracker.update_from_vector_quantize(step, vq, z.unsqueeze(0))
+        if row is not None:
+            row["recon_error"] = recon
+
+    for step in range(tc.steps):
+        if step % eval_every == 0:
+            record(step)
+        batch = x[torch.randint(x.shape[0], (tc.batch_size,), generator=gen).to(tc.device)]
+        z = encoder(batch)
+        if step < warmup_steps:
+            loss = nn.functional.mse_loss(decoder(z), batch)
+        else:
+            quantized, _, vq_loss = vq(z.unsqueeze(0))
+            loss = nn.functional.mse_loss(decoder(quantized[0]), batch) + vq_loss.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    tracker.every = 1
+    record(tc.steps)
+    frame = tracker.frame()
+    return frame, frame.iloc[-1].to_dict()
