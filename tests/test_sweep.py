@@ -124,6 +124,13 @@ def test_cli_rejects_an_out_path_that_is_a_file(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
 
 
+def test_bad_scheduler_environment_fails_before_writing(tmp_path, monkeypatch):
+    monkeypatch.setenv(sw.SCHEDULER_ENV, "localhost:8786")
+    with pytest.raises(ValueError, match=r"\$VQSTUDY_SCHEDULER.*tcp://HOST:PORT"):
+        sw.run_sweep([TINY], tmp_path / "store", progress=False)
+    assert not (tmp_path / "store").exists()
+
+
 def test_run_sweep_rejects_bad_arguments(tmp_path):
     store = tmp_path / "store"
     with pytest.raises(ValueError, match="workers"):
@@ -144,17 +151,24 @@ def test_run_sweep_rejects_bad_arguments(tmp_path):
 
 # --- executors give identical records ------------------------------------------------------------
 
-def test_process_pool_dask_and_inline_give_identical_records(tmp_path):
+def test_process_pool_dask_and_inline_give_identical_records(tmp_path, monkeypatch):
     from distributed import LocalCluster
 
     configs = grid_configs()
     pool = sw.run_sweep(configs, tmp_path / "pool", workers=2, progress=False)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      host="127.0.0.1") as cluster, sw.dask_executor(cluster.scheduler_address) as executor:
-        dask = sw.run_sweep(configs, tmp_path / "dask", executor=executor, progress=False)
+                      host="127.0.0.1") as cluster:
+        with sw.dask_executor(cluster.scheduler_address) as executor:
+            dask = sw.run_sweep(configs, tmp_path / "dask", executor=executor, progress=False)
+        # the default executor follows $VQSTUDY_SCHEDULER: how unchanged notebooks run on a cluster
+        monkeypatch.setenv(sw.SCHEDULER_ENV, cluster.scheduler_address)
+        env = sw.run_sweep(configs, tmp_path / "env", progress=False)
+        monkeypatch.delenv(sw.SCHEDULER_ENV)
     inline = sw.run_sweep(configs, tmp_path / "inline", executor="inline", progress=False)
-    assert pool.done == dask.done == inline.done == 4
-    records = {name: stored(tmp_path / name) for name in ("pool", "dask", "inline")}
+    assert pool.done == dask.done == env.done == inline.done == 4
+    records = {name: stored(tmp_path / name) for name in ("pool", "dask", "env", "inline")}
+    for key in pool.keys:
+        assert comparable(records["env"][key]) == comparable(records["pool"][key])
     assert sorted(records["pool"]) == sorted(pool.keys)
     for key in pool.keys:
         assert records["pool"][key]["status"] == "ok"

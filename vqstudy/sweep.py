@@ -296,11 +296,33 @@ def _future_outcome(future: cf.Future) -> dict[str, Any]:
         return {**_failure(exc), "unstored": True}
 
 
+SCHEDULER_ENV = "VQSTUDY_SCHEDULER"
+
+
+def default_scheduler() -> str | None:
+    """The Dask scheduler named by ``$VQSTUDY_SCHEDULER`` (checked), or None.
+
+    It is how an unchanged notebook (papermill, the main job) sends its sweeps to a cluster.
+    """
+    address = os.environ.get(SCHEDULER_ENV, "").strip()
+    if not address:
+        return None
+    try:
+        return check_scheduler_address(address)
+    except ValueError as exc:
+        raise ValueError(f"${SCHEDULER_ENV}: {exc}") from None
+
+
 @contextlib.contextmanager
 def _opened(executor: cf.Executor | None, workers: int, runs: int) -> Iterator[cf.Executor]:
-    """The caller's executor as is, or a spawn process pool that is shut down (pending work cancelled)."""
+    """The caller's executor as is, the $VQSTUDY_SCHEDULER cluster, or a spawn process pool that is shut down."""
     if executor is not None:
         yield executor
+        return
+    address = default_scheduler()
+    if address is not None:
+        with dask_executor(address) as dask:
+            yield dask
         return
     pool = cf.ProcessPoolExecutor(max_workers=max(1, min(workers, runs)),
                                   mp_context=multiprocessing.get_context("spawn"))
@@ -383,7 +405,8 @@ def run_sweep(configs: Iterable[RunConfig], store_dir: str | Path, executor: Exe
               progress: bool | None = None) -> SweepSummary:
     """Run every config not yet stored in ``store_dir``, writing one record per run as it finishes.
 
-    ``executor``: None for a local spawn process pool of ``workers`` processes
+    ``executor``: None for the Dask cluster named by ``$VQSTUDY_SCHEDULER`` if
+    set, else a local spawn process pool of ``workers`` processes
     (default min(2, cpu count)), ``"inline"`` for this process, or any
     ``concurrent.futures.Executor``. Failed runs are skipped too unless
     ``rerun_failed``; an executor that fails (a worker killed) is counted as
@@ -394,6 +417,8 @@ def run_sweep(configs: Iterable[RunConfig], store_dir: str | Path, executor: Exe
     """
     configs = _check_configs(configs)
     workers = _check_workers(workers, executor)
+    if executor is None:
+        default_scheduler()  # a bad $VQSTUDY_SCHEDULER fails before anything is written
     store = _store_path(store_dir)
     started = time.perf_counter()
     todo, skipped = _plan(store, configs, rerun_failed)
