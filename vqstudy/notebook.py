@@ -9,6 +9,7 @@ writes ``results/<chapter>.json`` for the book's paper-vs-ours table.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,28 @@ from .repro import environment, make_deterministic
 
 PROFILES = ("quick", "full")
 VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here")
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+RESULTS_ENV = "VQSTUDY_RESULTS_DIR"
+# Fields of a results file that describe one execution rather than its numbers.
+VOLATILE_FIELDS = ("environment", "wall_time_s")
+
+
+def results_dir(start: Path | None = None) -> Path:
+    """Where a chapter writes its results file.
+
+    ``$VQSTUDY_RESULTS_DIR`` when set (the tests point it at a temporary
+    folder); else ``results/`` of the book the chapter runs in, found by
+    walking up from the working directory to the folder holding
+    ``_config.yml`` and ``notebooks/``; else ``./results``. Never the folder
+    the package is installed in: a second clone, or a plain ``pip install``,
+    must not write into someone else's results.
+    """
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV])
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").is_file() and (folder / "notebooks").is_dir():
+            return folder / "results"
+    return here / "results"
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
@@ -130,10 +152,16 @@ class Claims:
 
     def write(self, parameters: dict[str, Any], numbers: dict[str, Any] | None = None,
               directory: Path | None = None) -> Path:
-        """Write ``results/<chapter>.json`` atomically and return its path."""
+        """Write ``<results dir>/<chapter>.json`` atomically and return its path.
+
+        A rerun that reproduces the same parameters, claims and numbers keeps
+        the existing file (and so its record of when, where and how fast the
+        numbers were first made): only a change of results rewrites it, so
+        rerunning the main job leaves the tree as it was.
+        """
         from .cli import write_atomic
 
-        path = (directory or RESULTS_DIR) / f"{self.chapter}.json"
+        path = Path(directory or results_dir()) / f"{self.chapter}.json"
         record = {
             "chapter": self.chapter,
             "parameters": _plain(parameters),
@@ -142,8 +170,19 @@ class Claims:
             "environment": environment(),
             "wall_time_s": round(time.perf_counter() - self.started, 1),
         }
-        write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+        if not _same_results(path, record):
+            write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
         return path
+
+
+def _same_results(path: Path, record: dict[str, Any]) -> bool:
+    """Whether ``path`` already holds ``record`` up to its volatile (per-execution) fields."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    strip = lambda r: {k: v for k, v in r.items() if k not in VOLATILE_FIELDS}  # noqa: E731
+    return isinstance(old, dict) and strip(old) == strip(json.loads(json.dumps(record)))
 
 
 def _plain(obj: Any) -> Any:
