@@ -64,6 +64,21 @@ def test_ema_update_matches_hand_computation():
     assert not vq.codebook.requires_grad
 
 
+def test_ema_quantizes_with_the_codebook_before_its_update():
+    """Three codes, two vectors nearest code 0: the output is code 0 as it was when the indices were chosen."""
+    vq = VectorQuantizer(3, 1, update="ema", ema_decay=0.5, eps=0.0)
+    vq.set_codebook(torch.tensor([[0.0], [10.0], [20.0]]))
+    vq.train()
+    z = torch.tensor([[1.0], [2.0]])
+    out = vq(z)
+    assert out.indices.tolist() == [0, 0]
+    assert torch.equal(out.quantized, torch.tensor([[0.0], [0.0]]))          # old code 0, not the moved one
+    assert torch.allclose(out.loss, torch.tensor(0.25 * (1.0 + 4.0) / 2))    # commitment against the old code
+    # and the codebook did move: code 0 is the EMA of its old value and the batch mean 1.5
+    assert vq.codebook[0, 0].item() != 0.0
+    assert torch.equal(vq.codebook[1:], torch.tensor([[10.0], [20.0]]))
+
+
 def test_dead_code_restart_moves_unused_codes_to_data():
     vq = VectorQuantizer(4, 2, restart_threshold=1, restart_every=1)
     vq.set_codebook(torch.tensor([[0.0, 0.0], [100.0, 100.0], [200.0, 200.0], [300.0, 300.0]]))

@@ -201,9 +201,11 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"expected last dimension {self.dim}, got {tuple(z.shape)}")
         flat = z.reshape(-1, self.dim)
         idx = self.assign(flat)
+        # Quantize with the codebook that chose the indices, then update it (the standard VQ-VAE EMA order):
+        # the decoder input and the commitment loss never see this step's EMA move.
+        q = F.embedding(idx, self.codebook)  # a copy of the rows; embedding's backward is deterministic
         if self.training and self.update == "ema":
             self._ema_update(flat.detach(), idx)
-        q = F.embedding(idx, self.codebook)  # embedding's backward is deterministic
         commitment = F.mse_loss(flat, q.detach())
         loss = self.beta * commitment
         if self.update == "loss":
