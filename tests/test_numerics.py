@@ -94,3 +94,13 @@ def test_lax_command_runs_every_cell_without_comparing_outputs():
                          timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "failed" not in out.stdout
+
+
+def test_sweep_workers_inherit_the_pinned_mode(tiny_config):
+    """Spawned pool workers record that they computed under the pins, like this process."""
+    from vqstudy.sweep import sweep
+
+    runs = sweep([tiny_config.replace(train={"seed": s}) for s in (0, 1)], workers=2, progress=False)
+    assert [r.environment["reproducible_numerics"] for r in runs] == [numerics.active()] * 2
+    assert all(r.environment["cpu_capability"] == ("DEFAULT" if numerics.active() else r.environment["cpu_capability"])
+               for r in runs)
