@@ -8,15 +8,29 @@ from . import numerics as _numerics
 
 _numerics.pin_from_environment()  # before torch/numpy load, when VQSTUDY_REPRODUCIBLE=1 asks for it
 
-from .config import DataConfig, ModelConfig, QuantizerConfig, RunConfig, TrainConfig
-from .data import Dataset, gaussian_mixture, load_cifar10, load_dataset, load_digits, load_mnist5k, train_test_split
-from .diagnostics import diagnose, scalar_metrics
-from .quantize import VectorQuantizer, initial_codebook, kmeans, nearest_code
-from .train import RunResult, VQAutoencoder, evaluate, train
+# The public API, imported on first use: ``from vqstudy import numerics`` must be able to pin the
+# numeric libraries before anything here imports torch or numpy.
+_PUBLIC = {
+    "config": ("DataConfig", "ModelConfig", "QuantizerConfig", "RunConfig", "TrainConfig"),
+    "data": ("Dataset", "gaussian_mixture", "load_cifar10", "load_dataset", "load_digits", "load_mnist5k",
+             "train_test_split"),
+    "diagnostics": ("diagnose", "scalar_metrics"),
+    "quantize": ("VectorQuantizer", "initial_codebook", "kmeans", "nearest_code"),
+    "train": ("RunResult", "VQAutoencoder", "evaluate", "train"),
+}
+_HOME = {name: module for module, names in _PUBLIC.items() for name in names}
+__all__ = list(_HOME)
 
-__all__ = [
-    "DataConfig", "ModelConfig", "QuantizerConfig", "RunConfig", "TrainConfig",
-    "Dataset", "gaussian_mixture", "load_cifar10", "load_dataset", "load_digits", "load_mnist5k",
-    "train_test_split", "diagnose", "scalar_metrics", "VectorQuantizer", "initial_codebook", "kmeans",
-    "nearest_code", "RunResult", "VQAutoencoder", "evaluate", "train",
-]
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'vqstudy' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{_HOME[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

@@ -98,8 +98,9 @@ def pin() -> bool:
         raise NumericsError(
             "reproducible numerics must be pinned before torch and numpy are imported, but "
             f"{', '.join(sorted(m for m in _LOAD_TIME if m in sys.modules))} already are, without "
-            f"{', '.join(f'{n}={PINNED_ENV[n]}' for n in late)}. Call vqstudy.numerics.pin() (or import "
-            f"vqstudy) first, or set {ENV_FLAG}=1 before starting Python; in a notebook, restart the kernel.")
+            f"{', '.join(f'{n}={PINNED_ENV[n]}' for n in late)}. Call vqstudy.numerics.pin() before "
+            f"importing torch or numpy, or set {ENV_FLAG}=1 before starting Python; in a notebook, restart "
+            "the kernel and run the first cell first.")
     os.environ.update(PINNED_ENV)
     os.environ[ENV_FLAG] = "1"
     _pin_torch()
