@@ -1,25 +1,9 @@
-"""Every test process computes under the pinned numerics, and writes chapter results outside the tree.
+"""Shared fixtures. The process set-up (pinned numerics, results outside the tree) is the early plugin
+``vqstudy.testing``, named in pyproject's pytest addopts: it must run before other plugins import numpy."""
+import pytest
+import torch
 
-Both are set before anything imports torch or numpy: the notebook kernels that
-nbval starts inherit this process's environment, so the chapters run pinned and
-write their results files into a temporary folder, not over the committed ones.
-"""
-import atexit
-import os
-import shutil
-import tempfile
-
-os.environ.setdefault("VQSTUDY_REPRODUCIBLE", "1")
-if not os.environ.get("VQSTUDY_RESULTS_DIR"):
-    _results = tempfile.mkdtemp(prefix="vqstudy-test-results-")
-    os.environ["VQSTUDY_RESULTS_DIR"] = _results
-    atexit.register(shutil.rmtree, _results, ignore_errors=True)
-
-import vqstudy  # noqa: E402  pins torch/numpy before their first import
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from vqstudy import RunConfig  # noqa: E402
+from vqstudy import RunConfig
 
 
 @pytest.fixture

@@ -104,3 +104,10 @@ def test_sweep_workers_inherit_the_pinned_mode(tiny_config):
     assert [r.environment["reproducible_numerics"] for r in runs] == [numerics.active()] * 2
     assert all(r.environment["cpu_capability"] == ("DEFAULT" if numerics.active() else r.environment["cpu_capability"])
                for r in runs)
+
+
+def test_the_test_plugin_and_the_notebooks_agree_on_the_results_variable():
+    from vqstudy import notebook, testing
+
+    assert testing.RESULTS_ENV == notebook.RESULTS_ENV
+    assert str(notebook.results_dir()) == os.environ[notebook.RESULTS_ENV]   # never the committed results/
