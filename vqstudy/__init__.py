@@ -2,7 +2,7 @@
 
 The book's notebooks, the command line and the tests all call these functions.
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .config import DataConfig, ModelConfig, QuantizerConfig, RunConfig, TrainConfig
 from .data import Dataset, gaussian_mixture, load_cifar10, load_dataset, load_digits, load_mnist5k, train_test_split

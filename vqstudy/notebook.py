@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .io import write_atomic
 from .repro import environment, make_deterministic
 
 PROFILES = ("quick", "full")
@@ -131,8 +132,6 @@ class Claims:
     def write(self, parameters: dict[str, Any], numbers: dict[str, Any] | None = None,
               directory: Path | None = None) -> Path:
         """Write ``results/<chapter>.json`` atomically and return its path."""
-        from .cli import write_atomic
-
         path = (directory or RESULTS_DIR) / f"{self.chapter}.json"
         record = {
             "chapter": self.chapter,

@@ -14,6 +14,8 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import torch  # noqa: E402
 
+from ._version import __version__  # noqa: E402
+
 
 def make_deterministic(seed: int, threads: int) -> torch.Generator:
     """Seed every RNG, fix the thread count and demand deterministic kernels.
@@ -45,8 +47,6 @@ def git_revision() -> str:
 
 def environment() -> dict[str, str]:
     """Versions and machine facts recorded beside every result."""
-    from . import __version__
-
     return {
         "vqstudy": __version__,
         "torch": torch.__version__,
