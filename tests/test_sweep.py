@@ -237,12 +237,17 @@ def test_executor_failures_are_counted_but_not_stored(tmp_path):
     assert sw.run_sweep([TINY], store, executor="inline", progress=False).done == 1
 
 
-def test_corrupt_records_are_rerun_never_returned(tmp_path, capsys):
+def _two_stored_runs(tmp_path: Path) -> tuple[Path, list[RunConfig], Path, str]:
+    """A store with two runs: (store, configs, the first run's record, its text)."""
     store = tmp_path / "store"
     configs = [TINY, TINY.replace(train={"seed": 1})]
     sw.run_sweep(configs, store, executor="inline", progress=False)
     path = store / f"{sw.config_key(TINY)}.json"
-    good = path.read_text()
+    return store, configs, path, path.read_text()
+
+
+def test_corrupt_records_are_rerun_never_returned(tmp_path, capsys):
+    store, configs, path, good = _two_stored_runs(tmp_path)
     path.write_text(good[: len(good) // 2])                          # half-written
     (store / f".{path.name}.abc.tmp").write_text(good[:10])          # a stale temp file
     (store / "notes.json").write_text("{}")                           # not a record
@@ -260,11 +265,7 @@ def test_corrupt_records_are_rerun_never_returned(tmp_path, capsys):
 
 
 def test_records_that_are_not_utf8_are_named_and_rerun(tmp_path, capsys):
-    store = tmp_path / "store"
-    configs = [TINY, TINY.replace(train={"seed": 1})]
-    sw.run_sweep(configs, store, executor="inline", progress=False)
-    path = store / f"{sw.config_key(TINY)}.json"
-    good = path.read_text()
+    store, configs, path, good = _two_stored_runs(tmp_path)
     path.write_bytes(b"\xff\xfe" + good.encode()[2:])
     with pytest.warns(UserWarning, match=rf"corrupt sweep record {path}: invalid UTF-8 text \(byte 0xff at position 0"):
         frame = sw.load_results(store)

@@ -20,7 +20,7 @@ import threading
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 STALE_TEMP_S = 3600.0     # a temporary file this old has no live writer (a write takes milliseconds)
 CLAIM_STALE_S = 600.0     # a claim not refreshed for this long has no live owner
@@ -89,20 +89,22 @@ def read_text(path: str | Path, what: str = "file") -> str:
                               f"byte 0x{data[exc.start]:02x} at position {exc.start} cannot be decoded") from None
 
 
-def _require_file(path: Path, what: str) -> None:
+def _parse(path: str | Path, what: str, kind: str, parse: Callable[[str], Any], error: type[Exception],
+           describe: Callable[[Any, str], str]) -> Any:
+    path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what} not found: {path}")
+    text = read_text(path, what)
+    try:
+        return parse(text)
+    except error as exc:
+        raise FileFormatError(what, path, kind, describe(exc, text)) from None
 
 
 def read_json(path: str | Path, what: str = "file") -> Any:
     """Parse a JSON file; a missing file or a syntax error is one ValueError line naming file, line and column."""
-    path = Path(path)
-    _require_file(path, what)
-    text = read_text(path, what)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FileFormatError(what, path, "JSON", f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    return _parse(path, what, "JSON", json.loads, json.JSONDecodeError,
+                  lambda exc, _: f"line {exc.lineno}, column {exc.colno}: {exc.msg}")
 
 
 def _yaml_problem(exc: Exception, text: str) -> str:
@@ -129,13 +131,7 @@ def read_yaml(path: str | Path, what: str = "file") -> Any:
     """Parse a YAML file (safe loader); errors are one ValueError line naming file, line and problem."""
     import yaml
 
-    path = Path(path)
-    _require_file(path, what)
-    text = read_text(path, what)
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise FileFormatError(what, path, "YAML", _yaml_problem(exc, text)) from None
+    return _parse(path, what, "YAML", yaml.safe_load, yaml.YAMLError, _yaml_problem)
 
 
 # --- exclusive claims -----------------------------------------------------------------------------
