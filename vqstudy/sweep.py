@@ -322,15 +322,6 @@ def _plan(store: Path, configs: list[RunConfig], rerun_failed: bool,
     return todo, len(unique) - len(todo)
 
 
-def _stored_since(store: Path, key: str, since: float) -> bool:
-    """Whether the record of ``key`` was (re)written after ``since``: only then can another sweep have
-    changed what :func:`_plan` saw."""
-    try:
-        return _record_path(store, key).stat().st_mtime >= since
-    except FileNotFoundError:
-        return False
-
-
 def _claimed(store: Path, waiting: dict[str, RunConfig], claims: ClaimSet, busy: dict[str, RunConfig],
              stored_meanwhile: list[str], rerun_failed: bool, since: float) -> Iterator[tuple[str, tuple]]:
     """The jobs of ``waiting`` this sweep claims, each claimed only when the executor takes it.
@@ -342,11 +333,15 @@ def _claimed(store: Path, waiting: dict[str, RunConfig], claims: ClaimSet, busy:
         claim = _claim_path(store, key)
         if not claims.take(claim):
             busy[key] = config
-        elif _stored_since(store, key, since) and not _needs_run(store, key, rerun_failed, since):
+            continue
+        with warnings.catch_warnings():   # a corrupt record was warned about when the sweep was planned
+            warnings.simplefilter("ignore")
+            needed = _needs_run(store, key, rerun_failed, since)
+        if needed:
+            yield key, (config.to_dict(),)
+        else:                             # another sweep stored it between the plan and this claim
             claims.release(claim)
             stored_meanwhile.append(key)
-        else:
-            yield key, (config.to_dict(),)
 
 
 def code_version() -> dict[str, str]:
