@@ -37,6 +37,14 @@ def test_bad_arguments_fail_clearly_and_write_nothing(tmp_path, capsys, argv, wo
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_invalid_config_json_is_one_line_naming_the_file(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text('{"train": {steps: 3}}')
+    assert main(["train", str(config)]) == 2
+    assert capsys.readouterr().err == (f"vqstudy train: error: config file {config} is not valid JSON: "
+                                       "line 1, column 12: Expecting property name enclosed in double quotes\n")
+
+
 @pytest.mark.parametrize("argv", [["demo", "--steps", "0"], ["demo", "--seeds", "-1"], ["nope"]])
 def test_argparse_rejects(argv, capsys):
     with pytest.raises(SystemExit) as exc:

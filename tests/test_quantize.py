@@ -28,6 +28,27 @@ def test_nearest_code_rejects_bad_input():
         nearest_code(torch.zeros(4, 3), torch.zeros(5, 3), chunk_size=0)
 
 
+def test_nearest_code_rejects_non_finite_rows_naming_the_argument():
+    x, c = torch.randn(6, 3), torch.randn(4, 3)
+    x[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"invalid x: 1 non-finite value\(s\) \(NaN or Inf\), first in row\(s\) \[2\]"):
+        nearest_code(x, c)
+    c[3, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"invalid codebook: .*row\(s\) \[3\]"):
+        nearest_code(torch.randn(6, 3), c)
+    with pytest.raises(ValueError, match="x must be a floating-point tensor, got dtype torch.int64"):
+        nearest_code(torch.zeros(6, 3, dtype=torch.long), torch.randn(4, 3))
+
+
+def test_nearest_code_compares_mixed_dtypes_in_the_wider_one():
+    gen = torch.Generator().manual_seed(0)
+    x, c = torch.randn(300, 5, generator=gen, dtype=torch.float64), torch.randn(20, 5, generator=gen)
+    idx, dist = nearest_code(x, c, return_distance=True)
+    ref_idx, ref_dist = nearest_code(x, c.double(), return_distance=True)
+    assert torch.equal(idx, ref_idx) and dist.dtype == torch.float64 and torch.equal(dist, ref_dist)
+    assert torch.equal(nearest_code(x.float(), c.double()), nearest_code(x.double(), c.double()))
+
+
 def test_straight_through_gradient_reaches_encoder():
     vq = VectorQuantizer(8, 4)
     vq.set_codebook(torch.randn(8, 4, generator=torch.Generator().manual_seed(1)))

@@ -1,6 +1,21 @@
 """vqstudy: an executable study of representation collapse in vector quantization.
 
 The book's notebooks, the command line and the tests all call these functions.
+
+Layers, bottom up. A module imports only from its own layer or below, never
+in a cycle, and no module imports this package facade (``vqstudy``) itself;
+``tests/test_layers.py`` checks every import, those inside functions too.
+
+0. ``_version``, ``numerics``, ``testing``, ``io``, ``executors``, ``config``, ``repro``: leaves (version,
+   numeric settings and the test processes' set-up, file I/O, where jobs run, run configs, determinism
+   and provenance)
+1. ``data``, ``models``, ``quantize``, ``diagnostics``, ``analysis``: data sets, networks, the quantizer
+   and the collapse measures
+2. ``train``, ``interop``: training one run (ours, or vector-quantize-pytorch's)
+3. ``generation``, ``sweep``, ``tables``, ``plots``, ``claims``: many runs, their presentation and the
+   pre-registered claims they are judged by
+4. ``notebook``, ``book``: what a chapter needs, and the book built from the chapters
+5. ``cli``: the command line; it registers every subcommand, and nothing imports it
 """
 from ._version import __version__
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import numerics
+from .io import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 STRICT_ENV = "VQSTUDY_BOOK_STRICT"
@@ -629,7 +630,6 @@ def _write_if_changed(path: Path, text: str) -> bool:
     path = Path(path)
     if path.is_file() and path.read_text() == text:
         return False
-    from .cli import write_atomic
     write_atomic(path, text)
     return True
 
@@ -861,20 +861,3 @@ def _book(args: argparse.Namespace) -> int:
         print(f"vqstudy book: error: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def _register() -> None:
-    """Add the subcommands to vqstudy.cli, and to ``__main__`` when that is cli run as a script."""
-    from . import cli
-
-    targets = [cli]
-    main = sys.modules.get("__main__")
-    if main is not None and main is not cli and getattr(main, "__spec__", None) is not None \
-            and main.__spec__.name == "vqstudy.cli":
-        targets.append(main)
-    for module in targets:
-        module.subcommand("reproduce", _reproduce_args)(_reproduce)
-        module.subcommand("book", _book_args)(_book)
-
-
-_register()

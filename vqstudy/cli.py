@@ -1,6 +1,7 @@
-"""Command line: ``vqstudy demo``, ``vqstudy train``, ``vqstudy config``.
+"""Command line: ``vqstudy demo|train|config|sweep|reproduce|book``, the package's top layer.
 
-Every subcommand calls the same public functions as the notebooks. Invalid
+Every subcommand calls the same public functions as the notebooks and is
+registered here, in :data:`SUBCOMMANDS`; no module imports this one. Invalid
 arguments stop before any work, with a message naming the argument; outputs
 are written atomically.
 """
@@ -8,59 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import RunConfig
-
-SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
-
-
-def subcommand(name: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
-    """Register ``vqstudy NAME``: its argument builder and its handler (returns an exit code)."""
-    def register(handler: Callable[[argparse.Namespace], int]):
-        SUBCOMMANDS[name] = (add_arguments, handler)
-        return handler
-    return register
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so no reader sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _int_at_least(low: int, what: str) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``low``, with a message naming what was expected."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
-        return value
-    return parse
-
-
-_positive = _int_at_least(1, "a positive integer")
-_seed = _int_at_least(0, "a non-negative integer seed")
+from . import book, sweep
+from .config import RunConfig, positive_int, seed_int
+from .io import read_json, write_atomic
 
 
 def parse_override(text: str) -> tuple[str, str, object]:
@@ -87,13 +41,12 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
 # --- demo ---------------------------------------------------------------------------------------
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=_positive, default=2000, help="optimizer steps per run (default 2000)")
-    p.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    p.add_argument("--codebook-size", type=_positive, default=64, help="K (default 64)")
+    p.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps per run (default 2000)")
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    p.add_argument("--codebook-size", type=positive_int, default=64, help="K (default 64)")
     p.add_argument("--json", metavar="PATH", help="also write every run's result to this JSON file")
 
 
-@subcommand("demo", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     """Train collapsing and healthy runs on the synthetic mixture and print their diagnostics."""
     from .tables import results_frame, summary_table
@@ -133,18 +86,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="PATH", help="write the result JSON here")
 
 
-@subcommand("train", _train_args)
 def _train(args: argparse.Namespace) -> int:
     """Train one run from a config file and print its final diagnostics."""
     from .diagnostics import scalar_metrics
     from .train import train
 
-    config = RunConfig()
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise ValueError(f"config file not found: {path}")
-        config = RunConfig.from_json(path.read_text())
+    config = RunConfig.from_dict(read_json(args.config, "config file")) if args.config else RunConfig()
     config = apply_overrides(config, args.set)
     result = train(config)
     print(f"status: {result.status}" + (f" ({result.reason})" if result.reason else ""))
@@ -156,12 +103,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if result.status == "ok" else 1
 
 
-@subcommand("config", lambda p: p.add_argument("--set", action="append", default=[],
-                                                 metavar="SECTION.FIELD=VALUE", help="override one field"))
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override one field")
+
+
 def _config(args: argparse.Namespace) -> int:
     """Print the default run config (with overrides) as JSON: a starting point for ``vqstudy train``."""
     print(json.dumps(apply_overrides(RunConfig(), args.set).to_dict(), indent=2, sort_keys=True))
     return 0
+
+
+# every subcommand: name -> (argument builder, handler returning the exit code)
+SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "demo": (_demo_args, _demo),
+    "train": (_train_args, _train),
+    "config": (_config_args, _config),
+    "sweep": (sweep.add_arguments, sweep.command),
+    "reproduce": (book._reproduce_args, book._reproduce),
+    "book": (book._book_args, book._book),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,12 +142,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vqstudy {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
-
-from . import book as _book  # noqa: F401,E402  registers `vqstudy reproduce` and `vqstudy book`
-
-
-from . import sweep as _sweep  # noqa: E402  after write_atomic/_positive exist; sweep imports them lazily
-subcommand("sweep", _sweep.add_arguments)(_sweep.command)  # here, not in sweep.py: `python -m vqstudy.cli` sees it
 
 
 if __name__ == "__main__":

@@ -259,3 +259,24 @@ class RunConfig:
                 raise ValueError(f"unknown section {section!r}; allowed sections are {', '.join(self.SECTIONS)}")
             merged[section].update(fields_)
         return RunConfig.from_dict(merged)
+
+
+# --- command-line integer arguments (shared by every subcommand) ------------------------------------
+
+def int_at_least(low: int, what: str):
+    """An argparse ``type``: an integer >= ``low``, with a message naming what was expected."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+    return parse
+
+
+positive_int = int_at_least(1, "a positive integer")
+seed_int = int_at_least(0, "a non-negative integer seed")

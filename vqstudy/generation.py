@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .executors import ExecutorSpec, default_scheduler, run_jobs
 from .train import EVAL_BATCH, VQAutoencoder
 
 
@@ -344,15 +345,20 @@ def tokenizer_prior_samples(config_dict: dict[str, Any], n_samples: int, prior_s
     }
 
 
-def run_pipelines(config_dicts: list[dict[str, Any]], workers: int = 2, **kwargs: Any) -> list[dict[str, Any]]:
-    """:func:`tokenizer_prior_samples` for each config, in a spawn process pool of ``workers`` (1: in this
-    process); results in config order. Each job is deterministic given its config, wherever it runs."""
-    if workers <= 1:
-        return [tokenizer_prior_samples(c, **kwargs) for c in config_dicts]
-    import concurrent.futures as cf
-    import multiprocessing
+def run_pipelines(config_dicts: list[dict[str, Any]], workers: int = 2, executor: ExecutorSpec = None,
+                  **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`tokenizer_prior_samples` for each config; results in config order.
 
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(config_dicts)),
-                                mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(tokenizer_prior_samples, c, **kwargs) for c in config_dicts]
-        return [f.result() for f in futures]
+    Runs go where the sweeps' do (:func:`vqstudy.executors.run_jobs`): ``executor``
+    None means the Dask cluster of ``$VQSTUDY_SCHEDULER`` if set, else a spawn
+    process pool of ``workers`` (1: in this process). Each job is
+    deterministic given its config, wherever it runs. The first failure in
+    config order is raised once every job has ended.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"invalid workers={workers!r}: must be an integer >= 1")
+    if executor is None and workers == 1 and default_scheduler() is None:
+        executor = "inline"
+    futures = dict(run_jobs(tokenizer_prior_samples, enumerate((c,) for c in config_dicts), executor,
+                            min(workers, max(len(config_dicts), 1)), kwargs))
+    return [futures[i].result() for i in range(len(config_dicts))]

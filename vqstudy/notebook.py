@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .io import write_atomic
 from .repro import environment, make_deterministic
 
 PROFILES = ("quick", "full")
@@ -43,42 +44,54 @@ def results_dir(start: Path | None = None) -> Path:
     return here / "results"
 
 
+class ParameterError(ValueError):
+    """An invalid chapter parameter (raised by the ``check_*`` functions).
+
+    In a notebook its traceback is its message alone (IPython's
+    ``_render_traceback_``), so under Jupyter or ``papermill -p profile bogus``
+    the reason is the last line a reader sees, not the end of a stack of frames.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
 def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
     if value not in allowed:
-        raise ValueError(f"parameter {name}={value!r} is invalid: allowed values are "
+        raise ParameterError(f"parameter {name}={value!r} is invalid: allowed values are "
                          + ", ".join(repr(a) for a in allowed))
     return value
 
 
 def check_int(name: str, value: Any, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"parameter {name}={value!r} is invalid: expected an integer >= {low}")
+        raise ParameterError(f"parameter {name}={value!r} is invalid: expected an integer >= {low}")
     return value
 
 
 def check_ints(name: str, values: Any, low: int = 0, min_len: int = 1) -> list[int]:
     """A list of distinct integers >= low with at least ``min_len`` entries (seeds, sizes, depths)."""
     if not isinstance(values, (list, tuple)) or len(values) < min_len:
-        raise ValueError(f"parameter {name}={values!r} is invalid: expected a list of at least "
+        raise ParameterError(f"parameter {name}={values!r} is invalid: expected a list of at least "
                          f"{min_len} integers")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"parameter {name}={values!r} is invalid: entry {v!r} is not an integer >= {low}")
+            raise ParameterError(f"parameter {name}={values!r} is invalid: entry {v!r} is not an integer >= {low}")
     if len(set(values)) != len(values):
-        raise ValueError(f"parameter {name}={values!r} is invalid: entries must be distinct")
+        raise ParameterError(f"parameter {name}={values!r} is invalid: entries must be distinct")
     return list(values)
 
 
 def check_floats(name: str, values: Any, min_len: int = 1) -> list[float]:
     """A list of distinct positive numbers (init scales, ratios)."""
     if not isinstance(values, (list, tuple)) or len(values) < min_len:
-        raise ValueError(f"parameter {name}={values!r} is invalid: expected a list of at least "
+        raise ParameterError(f"parameter {name}={values!r} is invalid: expected a list of at least "
                          f"{min_len} positive numbers")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(f"parameter {name}={values!r} is invalid: entry {v!r} is not a positive number")
+            raise ParameterError(f"parameter {name}={values!r} is invalid: entry {v!r} is not a positive number")
     if len(set(values)) != len(values):
-        raise ValueError(f"parameter {name}={values!r} is invalid: entries must be distinct")
+        raise ParameterError(f"parameter {name}={values!r} is invalid: entries must be distinct")
     return [float(v) for v in values]
 
 
@@ -87,7 +100,7 @@ def check_device(device: Any) -> str:
     if device == "cuda":
         import torch
         if not torch.cuda.is_available():
-            raise ValueError("parameter device='cuda' is invalid here: no CUDA device is available; use 'cpu'")
+            raise ParameterError("parameter device='cuda' is invalid here: no CUDA device is available; use 'cpu'")
     return device
 
 
@@ -159,8 +172,6 @@ class Claims:
         numbers were first made): only a change of results rewrites it, so
         rerunning the main job leaves the tree as it was.
         """
-        from .cli import write_atomic
-
         path = Path(directory or results_dir()) / f"{self.chapter}.json"
         record = {
             "chapter": self.chapter,

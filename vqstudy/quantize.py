@@ -26,16 +26,44 @@ def _check_vectors(x: torch.Tensor, codebook: torch.Tensor) -> None:
         raise ValueError(f"dimension mismatch: vectors have {x.shape[1]}, codes have {codebook.shape[1]}")
 
 
+def check_finite(name: str, values: torch.Tensor, why: str) -> None:
+    """ValueError naming ``name`` (and its first bad rows) when ``values`` holds NaN or Inf."""
+    bad = ~torch.isfinite(values)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad.reshape(values.shape[0], -1).any(1)).flatten()[:5].tolist() if values.ndim else []
+        raise ValueError(f"invalid {name}: {int(bad.sum())} non-finite value(s) (NaN or Inf)"
+                         + (f", first in row(s) {rows}" if rows else "") + f": {why}")
+
+
 @torch.no_grad()
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor, chunk_size: int = 8192,
                  return_distance: bool = False):
     """Index of the nearest code (squared Euclidean) for each row of ``x``.
 
     Ties go to the lowest index. With ``return_distance`` also returns the
-    squared distance to that code (clamped at 0).
+    squared distance to that code (clamped at 0). Both must be floating point
+    and finite (a NaN row has no nearest code: ValueError naming the
+    argument); when their dtypes differ both are converted to the wider one
+    (``torch.promote_types``, e.g. float64 rows against a float32 codebook
+    are compared in float64), and the distances come in that dtype.
     """
     _check_chunk(chunk_size)
     _check_vectors(x, codebook)
+    for name, t in (("x", x), ("codebook", codebook)):
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+        check_finite(name, t, "a NaN or Inf row has no nearest code")
+    if x.dtype != codebook.dtype:
+        wide = torch.promote_types(x.dtype, codebook.dtype)
+        x, codebook = x.to(wide), codebook.to(wide)
+    return _nearest(x, codebook, chunk_size, return_distance)
+
+
+@torch.no_grad()
+def _nearest(x: torch.Tensor, codebook: torch.Tensor, chunk_size: int, return_distance: bool = False):
+    """:func:`nearest_code` without the value checks: the training loop's own calls, whose inputs are
+    float32 by construction and whose non-finite values are reported as divergence, not raised."""
+    _check_chunk(chunk_size)
     c_sq = codebook.pow(2).sum(1)
     idx = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     dist = torch.empty(x.shape[0], dtype=x.dtype, device=x.device) if return_distance else None
@@ -104,7 +132,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 20, seed: int = 0, chunk_size: 
         seed_rows = x[pick]
     centers = kmeans_plus_plus(seed_rows, k, gen, chunk_size)
     for _ in range(iters):
-        idx, dist = nearest_code(x, centers, chunk_size, return_distance=True)
+        idx, dist = _nearest(x, centers, chunk_size, return_distance=True)
         sums, counts = _scatter_mean_parts(x, idx, k)
         empty = counts == 0
         centers = torch.where(empty[:, None], centers, sums / counts.clamp_min(1)[:, None])
@@ -192,7 +220,7 @@ class VectorQuantizer(nn.Module):
         self.calls_since_restart = 0
 
     def assign(self, flat: torch.Tensor) -> torch.Tensor:
-        return nearest_code(flat.detach(), self.codebook.detach(), self.chunk_size)
+        return _nearest(flat.detach(), self.codebook.detach(), self.chunk_size)
 
     def forward(self, z: torch.Tensor, generator: torch.Generator | None = None) -> QuantizerOutput:
         if not self.enabled:

@@ -16,6 +16,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 import torch  # noqa: E402
 
 from . import numerics  # noqa: E402
+from ._version import __version__  # noqa: E402
 
 
 def make_deterministic(seed: int, threads: int) -> torch.Generator:
@@ -87,8 +88,6 @@ def git_revision() -> str:
 
 def environment() -> dict[str, Any]:
     """Versions, machine facts and numeric settings recorded beside every result."""
-    from ._version import __version__
-
     return {
         "vqstudy": __version__,
         "torch": torch.__version__,
