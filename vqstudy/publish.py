@@ -200,9 +200,10 @@ def _files(root: Path) -> list[Path]:
                              capture_output=True, text=True, check=True).stdout
         names = sorted({n for n in out.split("\0") if n})
     except (OSError, subprocess.CalledProcessError):
-        skip = {".git", ".venv", "_build", "runs", "node_modules", "__pycache__", ".pytest_cache"}
+        skip = {".git", ".venv", "_build", "build", "dist", "runs", "node_modules", "__pycache__", ".pytest_cache"}
         names = sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                       if p.is_file() and not skip & set(p.relative_to(root).parts))
+                       if p.is_file() and not skip & set(p.relative_to(root).parts)
+                       and not any(part.endswith(".egg-info") for part in p.relative_to(root).parts))
     return [root / n for n in names if Path(n).suffix.lower() not in SKIP_SUFFIXES and n not in EXEMPT
             and (root / n).is_file()]
 
