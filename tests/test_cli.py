@@ -1,3 +1,4 @@
+import argparse
 import json
 
 import pytest
@@ -51,3 +52,32 @@ def test_argparse_rejects(argv, capsys):
         main(argv)
     assert exc.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_bare_vqstudy_prints_help_and_exits_0(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: vqstudy") and all(name in out for name in ("demo", "train", "config", "sweep"))
+
+
+def test_version(capsys):
+    import vqstudy
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vqstudy {vqstudy.__version__}"
+
+
+def test_every_subcommand_has_a_description_and_an_example():
+    from vqstudy.cli import SUBCOMMANDS, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(SUBCOMMANDS) and {"demo", "train", "config", "sweep", "book"} <= set(sub.choices)
+    for name, sp in sub.choices.items():
+        assert sp.description and "\n" not in sp.description.strip(), name
+        lines = (sp.epilog or "").splitlines()
+        assert lines[:1] == ["example:"] and lines[1].strip().startswith("vqstudy "), name
+        assert f" {name}" in sp.epilog, name
+        assert "example:" in sp.format_help(), name

@@ -14,7 +14,8 @@ in a cycle, and no module imports this package facade (``vqstudy``) itself;
 2. ``train``, ``interop``: training one run (ours, or vector-quantize-pytorch's)
 3. ``generation``, ``sweep``, ``tables``, ``plots``, ``claims``: many runs, their presentation and the
    pre-registered claims they are judged by
-4. ``notebook``, ``book``: what a chapter needs, and the book built from the chapters
+4. ``notebook``, ``book``, ``publish``: what a chapter needs, the book built from the chapters, and
+   where it is published
 5. ``cli``: the command line; it registers every subcommand, and nothing imports it
 """
 from ._version import __version__

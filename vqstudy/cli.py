@@ -123,19 +123,45 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable
     "book": (book._book_args, book._book),
 }
 
+# One example per subcommand, shown under its --help (``vqstudy COMMAND --help``).
+EXAMPLES: dict[str, str] = {
+    "demo": "vqstudy demo --steps 2000 --seeds 0 1 2",
+    "train": "vqstudy config > run.json\n"
+             "  vqstudy train run.json --set train.schedule=deferred --set train.warmup_steps=1000 --out result.json",
+    "config": "vqstudy config --set quantizer.codebook_size=128 > run.json",
+    "sweep": "vqstudy sweep grid.yaml --out runs/my-sweep",
+    "reproduce": "vqstudy reproduce --profile quick",
+    "book": "vqstudy book",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vqstudy", description="Representation collapse in vector quantization")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="vqstudy", description="Representation collapse in vector quantization: train, diagnose, sweep, "
+                                    "and rebuild the book.",
+        epilog="example: vqstudy demo --steps 2000 --seeds 0\nrun `vqstudy COMMAND --help` for each command",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (add_arguments, handler) in SUBCOMMANDS.items():
-        sp = sub.add_parser(name, help=(handler.__doc__ or "").strip().split("\n")[0])
+        summary = (handler.__doc__ or "").strip().split("\n")[0]
+        example = EXAMPLES.get(name)
+        sp = sub.add_parser(name, help=summary, description=summary,
+                            epilog=f"example:\n  {example}" if example else None,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         add_arguments(sp)
         sp.set_defaults(handler=handler)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `vqstudy`: show what it can do
+        parser.print_help()
+        return 0
     try:
         return args.handler(args)
     except ValueError as exc:
