@@ -61,10 +61,7 @@ class VQAutoencoder(nn.Module):
 
 def build_model(config: RunConfig, dataset: Dataset) -> VQAutoencoder:
     enc, dec = build_autoencoder(config.model, tuple(dataset.x.shape[1:]))
-    q = config.quantizer
-    vq = VectorQuantizer(q.codebook_size, config.model.latent_dim, q.beta, q.update, q.ema_decay,
-                         q.chunk_size, q.restart_threshold, q.restart_every)
-    return VQAutoencoder(enc, vq, dec)
+    return VQAutoencoder(enc, VectorQuantizer.from_config(config.quantizer, config.model.latent_dim), dec)
 
 
 @dataclass
@@ -107,9 +104,14 @@ def _codebook_source(config: RunConfig, model: VQAutoencoder, x: torch.Tensor) -
 def _init_codebook(config: RunConfig, model: VQAutoencoder, x: torch.Tensor, gen: torch.Generator,
                    kind: str | None = None) -> None:
     q = config.quantizer
+    if q.kind == "fsq":
+        return  # a fixed grid: nothing to initialize
     kind = kind or q.init
-    vectors = _codebook_source(config, model, x) if kind in ("kmeans", "data") else None
-    codes = initial_codebook(kind, q.codebook_size, config.model.latent_dim, gen, q.init_scale, vectors,
+    vectors = None
+    if kind in ("kmeans", "data"):
+        with torch.no_grad():  # into the space the codes live in (the vectors themselves by default)
+            vectors = model.quantizer.to_lookup(_codebook_source(config, model, x))
+    codes = initial_codebook(kind, q.codebook_size, model.quantizer.code_dim, gen, q.init_scale, vectors,
                              q.kmeans_iters, config.train.seed, q.chunk_size)
     model.quantizer.set_codebook(codes.to(x.device))
 
@@ -119,7 +121,7 @@ def evaluate(model: VQAutoencoder, x: torch.Tensor, labels: torch.Tensor | None)
     """Reconstruction error and the full diagnostics on a fixed evaluation set."""
     z = model.encode(x)
     flat = z.reshape(-1, z.shape[-1])
-    codebook = model.quantizer.codebook.detach()
+    codebook = model.quantizer.codes().detach()
     if not (torch.isfinite(flat).all() and torch.isfinite(codebook).all()):
         # a diverged model: report it instead of failing inside the spectra
         return {"recon_error": float("nan"), "quantization_error": float("nan"),
@@ -128,7 +130,7 @@ def evaluate(model: VQAutoencoder, x: torch.Tensor, labels: torch.Tensor | None)
     recon = model.reconstruct(x)
     out = {"recon_error": float(F.mse_loss(recon, x).item()),
            "quantized": bool(model.quantizer.enabled)}
-    out.update(diagnose(flat, idx, model.quantizer.codebook.detach(), labels,
+    out.update(diagnose(flat, idx, codebook, labels,
                         chunk_size=model.quantizer.chunk_size))
     return out
 
