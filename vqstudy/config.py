@@ -28,6 +28,9 @@ GRADIENTS = ("straight_through", "rotation")
 INIT_FIELDS = ("init", "init_scale", "init_source", "kmeans_iters")
 OPTION_FIELDS = ("codebook_size", "update", "restart_threshold", "kind", "fsq_levels", "reparam", "distance",
                  "lookup_dim", "gradient")  # the arguments of quantizer_option_problem
+# the fields that switch a collapse remedy on (off at their defaults: the plain quantizer)
+REMEDY_FIELDS = ("update", "restart_threshold", "kind", "fsq_levels", "reparam", "distance", "lookup_dim",
+                 "gradient")
 SCHEDULES = ("joint", "deferred")
 DEVICES = ("cpu", "cuda")
 
@@ -82,8 +85,8 @@ def quantizer_option_problem(codebook_size: int, update: str, restart_threshold:
                  "lookup_dim": (lookup_dim, None), "gradient": (gradient, "straight_through")}
         for name, (value, only) in fixed.items():
             if value != only:
-                return name, value, f"kind='fsq' has no codebook to update, restart, reparameterize or search; " \
-                                    f"must be {only!r}"
+                return name, value, ("kind='fsq' has no codebook to update, restart, reparameterize, search "
+                                     f"or rotate onto; must be {only!r}")
         return None
     if fsq_levels:
         return "fsq_levels", fsq_levels, "levels apply only to kind='fsq'; must be empty for kind='vq'"
