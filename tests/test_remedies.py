@@ -98,6 +98,9 @@ def test_cosine_search_is_scale_invariant_and_picks_the_largest_cosine():
     assert torch.equal(idx, (F.normalize(z, dim=1) @ F.normalize(codes, dim=1).t()).argmax(1))
     assert torch.equal(vq.assign(7.5 * z), idx) and torch.equal(vq.assign(0.01 * z), idx)
     assert torch.allclose(vq(7.5 * z).quantized, F.normalize(codes, dim=1)[idx], atol=1e-6)
+    # the losses compare unit vectors with unit codes, so they ignore the input's scale too
+    expected = 1.25 * F.mse_loss(F.normalize(z, dim=1), F.normalize(codes, dim=1)[idx])
+    assert torch.allclose(vq(7.5 * z).loss, expected) and torch.allclose(vq(0.01 * z).loss, expected)
     plain = VectorQuantizer(16, 6)
     plain.set_codebook(codes)
     assert not torch.equal(plain.assign(7.5 * z), plain.assign(0.01 * z))
