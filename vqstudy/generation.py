@@ -49,7 +49,7 @@ def decode_tokens(model: VQAutoencoder, tokens: torch.Tensor) -> torch.Tensor:
     """Images (N, C, H, W) decoded from token grids (N, h, w) (eval mode, batched)."""
     was_training = model.training
     model.eval()
-    codebook = model.quantizer.codebook.detach()
+    codebook = model.quantizer.codes().detach()
     out = torch.cat([model.decoder(F.embedding(tokens[i:i + EVAL_BATCH].to(codebook.device), codebook))
                      for i in range(0, tokens.shape[0], EVAL_BATCH)])
     model.train(was_training)
