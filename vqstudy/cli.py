@@ -136,7 +136,7 @@ EXAMPLES: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="vqstudy", description="Representation collapse in vector quantization: train, diagnose, sweep, "
