@@ -111,3 +111,15 @@ def test_the_test_plugin_and_the_notebooks_agree_on_the_results_variable():
 
     assert testing.RESULTS_ENV == notebook.RESULTS_ENV
     assert str(notebook.results_dir()) == os.environ[notebook.RESULTS_ENV]   # never the committed results/
+
+
+def test_on_colab_a_late_pin_warns_and_runs_unpinned():
+    """Colab's kernel imports numpy before the first cell: the chapters must still run there."""
+    code = ("import sys, types, warnings; sys.modules['google.colab'] = types.ModuleType('google.colab')\n"
+            "import numpy\nfrom vqstudy import numerics\n"
+            "with warnings.catch_warnings(record=True) as w:\n    warnings.simplefilter('always')\n"
+            "    print(numerics.pin(), numerics.active(), any('not pinned' in str(x.message) for x in w))\n")
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV and k != numerics.ENV_FLAG}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    expected = "False False True" if numerics.supported_platform() else "False False"
+    assert out.stdout.strip().startswith(expected), out.stdout + out.stderr

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .executors import ExecutorSpec, default_scheduler, run_jobs
+from .repro import adam
 from .train import EVAL_BATCH, VQAutoencoder
 
 
@@ -146,7 +147,7 @@ def fit_prior(tokens: torch.Tensor, vocab_size: int, steps: int = 600, batch_siz
     torch.manual_seed(seed)
     prior = TokenPrior(vocab_size, flat.shape[1], d_model, n_layers, n_heads).to(device)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=0.01)
+    opt = adam(prior.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     data = flat.to(device)
     losses = []
@@ -205,7 +206,7 @@ def train_classifier(x: torch.Tensor, labels: torch.Tensor, steps: int = 800, ba
     torch.manual_seed(seed)
     clf = FeatureClassifier(x.shape[1], int(labels.max()) + 1, width).to(device)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    opt = torch.optim.Adam(clf.parameters(), lr=lr)
+    opt = adam(clf.parameters(), lr=lr)
     xd, yd = x.to(device), labels.long().to(device)
     clf.train()
     for _ in range(steps):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import warnings
 from typing import Any
 
 ENV_FLAG = "VQSTUDY_REPRODUCIBLE"
@@ -94,6 +95,13 @@ def pin() -> bool:
         os.environ[ENV_FLAG] = "0"
         return False
     late = _too_late()
+    if late and "google.colab" in sys.modules:
+        # Colab's kernel loads numpy before the first cell; its CPUs and library builds differ from the
+        # stored run's anyway, so the notebooks run there unpinned (like on ARM), and say so.
+        warnings.warn("Colab: numeric libraries are already loaded, so numbers are not pinned and can differ "
+                      "from the book's stored outputs in their last digits", stacklevel=2)
+        os.environ[ENV_FLAG] = "0"
+        return False
     if late:
         raise NumericsError(
             "reproducible numerics must be pinned before torch and numpy are imported, but "

@@ -25,7 +25,7 @@ from .data import Dataset, load_dataset, train_test_split
 from .diagnostics import diagnose
 from .models import build_autoencoder
 from .quantize import VectorQuantizer, initial_codebook
-from .repro import environment, make_deterministic
+from .repro import adam, environment, make_deterministic
 
 EVAL_BATCH = 4096
 
@@ -176,7 +176,7 @@ def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | No
         _init_codebook(config, model, x, gen)
     model.quantizer.enabled = not deferred
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=tc.lr)
+    opt = adam(params, lr=tc.lr)
 
     history: dict[str, list] = {"step": [], "phase": [], "loss": [], "recon": [], "vq": []}
     evals = [dict(step=0, **evaluate(model, x_eval, labels))]
@@ -250,7 +250,7 @@ def step_cost_ratio(config: RunConfig, blocks: int = 20, steps_per_block: int = 
         model = build_model(arm_config, ds).to(device)
         _init_codebook(arm_config, model, x, gen)
         model.train()
-        arms.append((model, torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tc.lr)))
+        arms.append((model, adam([p for p in model.parameters() if p.requires_grad], lr=tc.lr)))
 
     def block(model: VQAutoencoder, opt: torch.optim.Optimizer) -> tuple[float, float]:
         started, cpu_started = time.perf_counter(), time.process_time()
