@@ -123,3 +123,16 @@ def test_on_colab_a_late_pin_warns_and_runs_unpinned():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     expected = "False False True" if numerics.supported_platform() else "False False"
     assert out.stdout.strip().startswith(expected), out.stdout + out.stderr
+
+
+def test_a_worker_without_the_pins_records_a_failure_not_numbers(tiny_config):
+    """A Dask worker started without VQSTUDY_REPRODUCIBLE=1 must not store unpinned numbers in a pinned sweep."""
+    from unittest import mock
+
+    from vqstudy.sweep import _execute
+
+    with mock.patch.object(numerics, "active", return_value=False):
+        outcome = _execute(tiny_config.to_dict(), pinned=True)
+    assert outcome["status"] == "failed"
+    assert "VQSTUDY_REPRODUCIBLE=1 dask worker" in outcome["reason"]
+    assert _execute(tiny_config.to_dict(), pinned=False)["status"] == "ok"

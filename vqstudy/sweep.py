@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from tqdm import tqdm
 
+from . import numerics
 from ._version import __version__
 from .config import RunConfig, positive_int
 from .diagnostics import scalar_metrics
@@ -272,8 +274,17 @@ def _failure(exc: BaseException) -> dict[str, Any]:
             "traceback": "".join(traceback.format_exception(exc)), "result": None}
 
 
-def _execute(config_dict: dict[str, Any]) -> dict[str, Any]:
-    """Train one config wherever the executor put it; never raises, so one bad run stops no other."""
+def _execute(config_dict: dict[str, Any], pinned: bool = False) -> dict[str, Any]:
+    """Train one config wherever the executor put it; never raises, so one bad run stops no other.
+
+    ``pinned``: the sweep was started under the reproducible numerics, so a worker computing without
+    them (a Dask worker started without ``VQSTUDY_REPRODUCIBLE=1``) records a failure instead of
+    storing numbers that differ from everyone else's.
+    """
+    if pinned and not numerics.active():
+        return _failure(numerics.NumericsError(
+            "this worker does not compute under the reproducible numerics the sweep was started with: start "
+            f"it with {numerics.ENV_FLAG}=1 in its environment (e.g. {numerics.ENV_FLAG}=1 dask worker ...)"))
     try:
         result = train(RunConfig.from_dict(config_dict), progress=False)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, not raised
@@ -407,7 +418,8 @@ def run_sweep(configs: Iterable[RunConfig], store_dir: str | Path, executor: Exe
                 busy: dict[str, RunConfig] = {}
                 stored_meanwhile: list[str] = []
                 jobs = _claimed(store, waiting, claims, busy, stored_meanwhile, rerun_failed, since)
-                for key, future in run_jobs(_execute, jobs, executor, workers):
+                task = functools.partial(_execute, pinned=numerics.active())
+                for key, future in run_jobs(task, jobs, executor, workers):
                     outcome = _future_outcome(future)
                     statuses[key] = outcome["status"]
                     if outcome.pop("unstored", False):
