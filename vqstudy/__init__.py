@@ -18,6 +18,9 @@ in a cycle, and no module imports this package facade (``vqstudy``) itself;
    where it is published
 5. ``cli``: the command line; it registers every subcommand, and nothing imports it
 """
+import sys
+import types
+
 from ._version import __version__
 
 from . import numerics as _numerics
@@ -50,3 +53,16 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_HOME))
+
+
+class _Facade(types.ModuleType):
+    """Keeps ``vqstudy.train`` the function: importing the submodule of the same name would otherwise
+    bind the module over it (the submodule stays reachable as ``sys.modules['vqstudy.train']``)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _HOME and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Facade
