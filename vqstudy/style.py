@@ -203,3 +203,30 @@ def show(fig) -> None:
 
     display(fig, metadata={METADATA_KEY: figure_metadata(fig)})
     plt.close(fig)
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels from a PNG's header."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG image")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def legibility_problems(png: bytes, metadata: dict | None) -> list[str]:
+    """Why a stored figure would be illegible in the book's column (empty list: it is legible).
+
+    ``metadata`` is the notebook output's metadata; :func:`show` records the figure's dpi and smallest font
+    there. A figure without that record was not drawn with the book's style, so its scale is unknown.
+    """
+    width_px, _ = png_size(png)
+    record = (metadata or {}).get(METADATA_KEY)
+    if not record:
+        return [f"{width_px} px wide figure has no '{METADATA_KEY}' record: show it with vqstudy.style.show(fig)"]
+    problems = []
+    px = legible_px(record["min_font_pt"], record["dpi"], width_px)
+    if px < MIN_FONT_PX:
+        problems.append(f"smallest font {record['min_font_pt']:g} pt in a {width_px} px image at {record['dpi']:g} "
+                        f"dpi renders {px:.1f} CSS px high at {COLUMN_PX} px (needs {MIN_FONT_PX:g})")
+    if width_px / record["dpi"] > WIDTH_IN * 1.1:
+        problems.append(f"{width_px / record['dpi']:.1f} in wide: wider than a {WIDTH_IN:g}-inch column figure")
+    return problems
