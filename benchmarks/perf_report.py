@@ -126,9 +126,9 @@ def _lead(data: dict[str, Any]) -> str:
         bits.append(f"a vqstudy training step (forward, backward, EMA update) is **{train['value']:.1f}× faster** "
                     "than vector-quantize-pytorch's, configured alike")
     if assign:
-        bits.append(f"assigning codes costs **{assign['value']:.2g}×** a bare `x @ C.T` of the same shape")
+        bits.append(f"assigning codes costs **{assign['value']:.3g}×** a bare `x @ C.T` of the same shape")
     if diag:
-        bits.append(f"all of vqstudy's collapse diagnostics cost **{diag['value']:.2g}×** one assignment pass")
+        bits.append(f"all of vqstudy's collapse diagnostics cost **{diag['value']:.3g}×** one assignment pass")
     met = sum(t["passed"] for t in data["targets"])
     return (f"At the headline shape (N = {n:,} vectors, D = {d}, K = {k:,}) " + "; ".join(bits) + ". "
             f"{met} of the {len(data['targets'])} performance targets are met. Every workload and shape, with the "

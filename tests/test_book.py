@@ -72,8 +72,8 @@ def test_claims_table_one_row_per_claim_with_copied_verdicts(project: Path):
     by_id = {r.split("|")[1].strip().strip("*"): r for r in rows}
     assert "{bdg-success}`reproduced`" in by_id["C1"]
     # the chapter is named beside each badge
-    assert "{bdg-success}`reproduced` {doc}`Ch. 1 </notebooks/02_alpha>`" in by_id["C1"]
-    assert "{bdg-danger}`not reproduced` {doc}`Ch. 2 </notebooks/04_beta>`" in by_id["C8"]
+    assert "{bdg-success}`reproduced` {doc}`Ch.\u00a01 </notebooks/02_alpha>`" in by_id["C1"]
+    assert "{bdg-danger}`not reproduced` {doc}`Ch.\u00a02 </notebooks/04_beta>`" in by_id["C8"]
     # the measured numbers are in one paragraph per claim below the table, not in the table
     assert "measured C1: 1.5 vs 3.25" not in by_id["C1"]
     section = page.split("(claim-c1)=")[1].split("(claim-c2)=")[0]
@@ -112,7 +112,7 @@ def test_landing_summary_counts_verdicts_and_lists_every_claim(project: Path):
     assert "4 of the paper's 9 claims were checked, 4 times in 2 chapters" in text
     claim_lines = [line for line in text.splitlines() if line.startswith("- **C")]
     assert [line.split("**")[1] for line in claim_lines] == [f"C{i}" for i in range(1, 10)]
-    assert "{bdg-warning}`partly` {doc}`Ch. 1 </notebooks/02_alpha>`" in text
+    assert "{bdg-warning}`partly` {doc}`Ch.\u00a01 </notebooks/02_alpha>`" in text
     assert ":::{figure} _generated/key-figure.png" in text
     assert ":::{figure}" not in book.landing_summary(chapters, None)
 

@@ -445,7 +445,7 @@ def _chapter_number(chapter: ChapterResults, chapters: list[ChapterResults]) -> 
 
 
 def _chapter_tag(chapter: ChapterResults, chapters: list[ChapterResults]) -> str:
-    return f"{{doc}}`Ch. {_chapter_number(chapter, chapters)} </{chapter.docname}>`"
+    return f"{{doc}}`Ch.\u00a0{_chapter_number(chapter, chapters)} </{chapter.docname}>`"   # never split
 
 
 def _verdicts_with_chapters(tested: list[tuple[ChapterResults, dict]], chapters: list[ChapterResults],
@@ -643,9 +643,11 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
         "Everything on this page is read from the chapters' results files and the notebooks' stored run "
         "metadata when the book is built. To rerun every chapter and rebuild this book, from a clone of the "
         "repository:", "",
-        "```bash", "bash reproduce.sh               # install, run every chapter (quick profile), build the book",
-        "PROFILE=full bash reproduce.sh  # the same with the paper-scale seeds and sweeps",
-        "bash reproduce.sh test          # install, run the test suite", "```", "",
+        "```bash", "bash reproduce.sh               # run every chapter, build the book",
+        "PROFILE=full bash reproduce.sh  # paper-scale seeds and sweeps",
+        "bash reproduce.sh test          # the test suite", "```", "",
+        "(`reproduce.sh` first installs the pinned requirements into `.venv`; the quick profile is the default.)",
+        "",
         "Each chapter fixes its seeds, the thread count and `torch.use_deterministic_algorithms(True)`, so a "
         "rerun on the same machine and versions prints the same numbers (the test suite checks this with "
         "`pytest --nbval`). Results differ across thread counts and CPU types in the last digits; the "

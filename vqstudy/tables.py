@@ -121,12 +121,15 @@ def fmt_interval(mean: float, half: float, digits: int = 3) -> str:
     return f"{mean:.{d}f} ± {half:.{d}f}".replace("-", "−")
 
 
-def reader_table(table: pd.DataFrame, digits: int = 3, index_label: str | None = None) -> pd.DataFrame:
-    """The table as strings for reading: human headers, numbers via :func:`fmt_value`."""
+def reader_table(table: pd.DataFrame, digits: int = 3, index_label: str | None = None,
+                 decimals: int | None = None) -> pd.DataFrame:
+    """The table as strings for reading: human headers, numbers via :func:`fmt_value`, or with a fixed
+    number of ``decimals`` (for a table of shares or means whose columns should line up)."""
     out = table.copy()
     out.columns = [label(c) for c in out.columns]
     for c in out.columns:
-        out[c] = [fmt_value(v, digits) for v in out[c]]
+        out[c] = [fmt_value(v, digits) if decimals is None or not isinstance(v, (float, np.floating))
+                  else f"{v:.{decimals}f}" for v in out[c]]
     out.index = [label(i) if isinstance(i, tuple) else str(i) for i in out.index]
     name = index_label if index_label is not None else (
         label(table.index.name) if table.index.name else "")
@@ -138,7 +141,8 @@ class ReaderTable:
     """A table shown as one or more HTML tables of at most ``max_columns`` value columns each."""
 
     def __init__(self, table: pd.DataFrame, caption: str = "", digits: int = 3,
-                 max_columns: int = MAX_COLUMNS, index_label: str | None = None, index: bool = True):
+                 max_columns: int = MAX_COLUMNS, index_label: str | None = None, index: bool = True,
+                 decimals: int | None = None):
         if max_columns < 1:
             raise ValueError(f"max_columns={max_columns!r} is invalid: expected an integer >= 1")
         self.caption, self.index = caption, index
@@ -152,7 +156,7 @@ class ReaderTable:
                 size = -(-g.shape[1] // n_parts)
                 split += [g.iloc[:, i:i + size] for i in range(0, g.shape[1], size)]
             groups = split
-        self.parts = [reader_table(g, digits, index_label) for g in groups]
+        self.parts = [reader_table(g, digits, index_label, decimals) for g in groups]
 
     def _repr_html_(self) -> str:
         html = [f'<p class="vq-table-caption">{self.caption}</p>' if self.caption else ""]
@@ -167,8 +171,8 @@ class ReaderTable:
 
 
 def show_table(table: pd.DataFrame, caption: str = "", digits: int = 3, max_columns: int = MAX_COLUMNS,
-               index_label: str | None = None, index: bool = True) -> None:
+               index_label: str | None = None, index: bool = True, decimals: int | None = None) -> None:
     """Display ``table`` for readers (see :class:`ReaderTable`)."""
     from IPython.display import display
 
-    display(ReaderTable(table, caption, digits, max_columns, index_label, index))
+    display(ReaderTable(table, caption, digits, max_columns, index_label, index, decimals))
