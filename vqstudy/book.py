@@ -564,8 +564,8 @@ def verdict_summary(chapters: list[ChapterResults]) -> str:
     for spec in CLAIMS:
         tested = by_claim[spec.id]
         if tested:
-            verdicts = ", ".join(f"{_badge(c['verdict'])} in {_chapter_ref(ch)}" for ch, c in tested)
-            lines.append(f"- **{spec.id}** — {md_escape(tested[0][1]['statement'])}: {verdicts}.")
+            lines.append(f"- **{spec.id}** — {md_escape(tested[0][1]['statement'])}: "
+                         f"{_verdicts_with_chapters(tested, chapters, ', ')}.")
         else:
             lines.append(f"- **{spec.id}** — {md_escape(spec.statement.rstrip('.'))}: "
                          f"{_badge('not yet tested')}, {_not_yet(spec, chapters)}.")

@@ -154,11 +154,25 @@ def shared_legend(fig, handles: Sequence, labels: Sequence[str], ncol: int | Non
     for ax in fig.axes:
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    longest = max((len(str(t)) for t in labels), default=10)
     if ncol is None:
-        ncol = max(1, min(len(labels), 3 if longest <= 22 else 2 if longest <= 38 else 1))
+        ncol = _legend_columns([str(t) for t in labels])
     fig.legend(handles, labels, loc="outside upper center", ncol=ncol, title=title, handlelength=1.6,
                columnspacing=1.2)
+
+
+def _legend_columns(labels: list[str], width: float = WIDTH_IN - 0.3) -> int:
+    """The most columns (at most 3) whose longest entries fit side by side in ``width`` inches.
+
+    Matplotlib fills a legend column by column; a character of the legend font is about 0.075 inch wide.
+    """
+    for ncol in (3, 2):
+        if len(labels) < ncol:
+            continue
+        rows = -(-len(labels) // ncol)
+        columns = [labels[i:i + rows] for i in range(0, len(labels), rows)]
+        if sum(0.45 + 0.075 * max(map(len, col)) for col in columns) <= width:
+            return ncol
+    return 1
 
 
 def legend_from(ax, fig, ncol: int | None = None, title: str | None = None) -> None:
