@@ -16,6 +16,7 @@ normal initialization get a lighter shade of the fix's colour.
 """
 from __future__ import annotations
 
+import math
 import re
 import textwrap
 from typing import Iterable, Sequence
@@ -211,10 +212,28 @@ def figure_metadata(fig) -> dict:
             "width_in": round(float(width), 3), "height_in": round(float(height), 3)}
 
 
+def plain_log_ticks(fig) -> None:
+    """Base-10 log axes labelled 0.5, 1, 2, 5, 10 ... instead of 6x10^0 minor labels that collide."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for ax in fig.axes:
+        for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            if axis.get_scale() != "log" or getattr(axis.get_transform(), "base", 10) != 10:
+                continue
+            low, high = sorted(lim)
+            decades = math.log10(high / low) if low > 0 else 99
+            if decades <= 6:
+                subs = (1.0, 2.0, 5.0) if decades < 2.5 else (1.0,)
+                axis.set_major_locator(LogLocator(base=10, subs=subs))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
+
+
 def show(fig) -> None:
     """Display the figure with its font/dpi record in the output metadata, then close it."""
     from IPython.display import display
 
+    plain_log_ticks(fig)
     display(fig, metadata={METADATA_KEY: figure_metadata(fig)})
     plt.close(fig)
 

@@ -107,18 +107,25 @@ def fmt_value(value: Any, digits: int = 3) -> str:
     return f"{v:.{d}f}".replace("-", "−")
 
 
-def fmt_interval(mean: float, half: float, digits: int = 3) -> str:
-    """"mean ± half": the half-width to 2 significant digits and the mean to the same decimal place.
+def _fixed(value: float, decimals: int) -> str:
+    """``value`` with ``decimals`` decimals; a negative count rounds to tens, hundreds, ... (thousands separated)."""
+    if decimals <= 0:
+        step = 10 ** (-decimals)
+        return f"{round(value / step) * step:,.0f}".replace("-", "−")
+    return f"{value:.{decimals}f}".replace("-", "−")
 
-    Without an interval (one run, or all runs equal) the mean alone, to ``digits`` significant digits.
+
+def fmt_interval(mean: float, half: float, digits: int = 3) -> str:
+    """"mean ± half": the half-width to 2 significant digits, the mean to ``digits`` significant digits or to
+    the half-width's last decimal, whichever is finer (never scientific notation).
+
+    Without an interval (one run, or all runs equal) the mean alone, as :func:`fmt_value`.
     """
     if not half or math.isnan(half):
         return fmt_value(mean, digits)
-    d = _decimals(half, 2)
-    if d <= 0:
-        step = 10 ** (-d)
-        return f"{round(mean / step) * step:,.0f} ± {round(half / step) * step:,.0f}".replace("-", "−")
-    return f"{mean:.{d}f} ± {half:.{d}f}".replace("-", "−")
+    d_half = _decimals(half, 2)
+    d_mean = max(d_half, _decimals(mean, digits)) if mean else d_half
+    return f"{_fixed(mean, d_mean)} ± {_fixed(half, d_half)}"
 
 
 def reader_table(table: pd.DataFrame, digits: int = 3, index_label: str | None = None,
