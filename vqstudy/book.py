@@ -547,8 +547,9 @@ def claims_page(chapters: list[ChapterResults]) -> str:
             continue
         for chapter, claim in tested:
             profile = chapter.record.get("parameters", {}).get("profile", "?")
+            said = "" if claim["statement"] == short else f" {md_escape(claim['statement'])}."   # not twice
             lines += [f"**Here** ({_chapter_tag(chapter, chapters)}, {_chapter_ref(chapter)}, {md_escape(profile)} "
-                      f"profile): {_badge(claim['verdict'])} {md_escape(claim['statement'])}.", "",
+                      f"profile): {_badge(claim['verdict'])}{said}", "",
                       f"*Evidence:* {md_escape(claim['evidence'])}.", ""]
     lines += ["## The raw records", "",
               f"Every number the chapters recorded for each claim, with the paper's side, is in "
@@ -627,7 +628,10 @@ def environment_table(chapters: list[ChapterResults], numbers: dict[int, int] | 
         values: dict[str, list[str]] = {}
         for ch, env in envs:
             if key in env:
-                values.setdefault(_fact(env[key]), []).append(f"{_chapter_number(ch, chapters)}")
+                value = env[key]
+                if key == "git_revision" and isinstance(value, str):   # a short hash reads as well
+                    value = re.sub(r"^([0-9a-f]{12})[0-9a-f]+", r"\1", value)
+                values.setdefault(_fact(value), []).append(f"{_chapter_number(ch, chapters)}")
         if len(values) == 1:
             cell = next(iter(values))
         else:
