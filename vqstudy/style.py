@@ -222,7 +222,7 @@ def plain_log_ticks(fig) -> None:
                 continue
             low, high = sorted(lim)
             decades = math.log10(high / low) if low > 0 else 99
-            if decades <= 6:
+            if decades <= 6 and low >= 1e-3 and high < 1e5:      # else 10^-5 style labels read better
                 subs = (1.0, 2.0, 5.0) if decades < 2.5 else (1.0,)
                 axis.set_major_locator(LogLocator(base=10, subs=subs))
                 axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
