@@ -436,72 +436,140 @@ def _not_yet(spec: ClaimSpec, chapters: list[ChapterResults]) -> str:
 
 # --- generated pages -----------------------------------------------------------------------------
 
-def claims_page(chapters: list[ChapterResults]) -> str:
-    """The paper-vs-ours table: one row per claim C1-C9, verdicts and numbers from the results files."""
+KEY_FIGURE = ("02_tokens_collapse", "fig-02-metrics")   # (notebook, figure name) shown on the landing page
+GENERATED = Path("book") / "_generated"
+RECORDS_FILE = "claims-records.json"
+KEY_FIGURE_FILE = "key-figure.png"
+
+
+def _chapter_number(chapter: ChapterResults, chapters: list[ChapterResults]) -> int:
+    """The chapter's number in the book (the toc numbers the chapters part in order)."""
+    return [c.notebook for c in chapters].index(chapter.notebook) + 1
+
+
+def _chapter_tag(chapter: ChapterResults, chapters: list[ChapterResults]) -> str:
+    return f"{{doc}}`Ch.\u00a0{_chapter_number(chapter, chapters)} </{chapter.docname}>`"   # never split
+
+
+def _verdicts_with_chapters(tested: list[tuple[ChapterResults, dict]], chapters: list[ChapterResults],
+                            sep: str = " ") -> str:
+    """Each verdict badge followed by the chapter that recorded it (C1, C2, C8 are tested twice)."""
+    return sep.join(f"{_badge(claim['verdict'])} {_chapter_tag(ch, chapters)}" for ch, claim in tested)
+
+
+def verdict_counts(chapters: list[ChapterResults]) -> dict[str, int]:
+    """How many recorded checks gave each verdict (a claim tested in two chapters counts twice)."""
+    counts = {v: 0 for v in VERDICTS}
+    for tested in _tested(chapters).values():
+        for _, claim in tested:
+            counts[claim["verdict"]] += 1
+    return counts
+
+
+def _counts_sentence(chapters: list[ChapterResults]) -> str:
     by_claim = _tested(chapters)
-    n_tested = sum(1 for cid in CLAIM_IDS if by_claim[cid])
+    counts = verdict_counts(chapters)
+    n_checks, n_claims = sum(counts.values()), sum(1 for t in by_claim.values() if t)
+    n_chapters = len({ch.notebook for t in by_claim.values() for ch, _ in t})
+    if not n_checks:
+        return "No chapter has recorded a verdict yet."
+    shown = ", ".join(f"{n} {_badge(v)}" for v, n in counts.items() if n)
+    return (f"{n_claims} of the paper's {len(CLAIMS)} claims were checked, {n_checks} times in {n_chapters} "
+            f"chapters: {shown}.")
+
+
+def landing_summary(chapters: list[ChapterResults], key_figure: str | None = None) -> str:
+    """The answer for the landing page: verdict counts, one line per claim, then the key figure."""
+    by_claim = _tested(chapters)
+    lines = [GENERATED_NOTE, "", _counts_sentence(chapters), ""]
+    for spec in CLAIMS:
+        tested = by_claim[spec.id]
+        if tested:
+            lines.append(f"- **{spec.id}** {md_escape(tested[0][1]['statement'])}: "
+                         f"{_verdicts_with_chapters(tested, chapters, ', ')}")
+        else:
+            lines.append(f"- **{spec.id}** {md_escape(spec.statement.rstrip('.'))}: {_badge('not yet tested')}")
+    lines += ["", "The paper's numbers beside ours, claim by claim: {ref}`claims`."]
+    if key_figure:
+        notebook, name = KEY_FIGURE
+        chapter = next((c for c in chapters if c.notebook.stem == notebook), None)
+        where = f" ({{numref}}`{name}` in {_chapter_ref(chapter)})" if chapter else ""
+        lines += ["", f":::{{figure}} {key_figure}", ":name: fig-key-result",
+                  ":alt: Bar charts of utilization, perplexity, codebook spread, mode entropy, quantization error "
+                  "and reconstruction error for five codebook initializations.", ":width: 100%", "",
+                  "The key result: only deferred quantization (green) uses the whole codebook; k-means on the "
+                  "untrained encoder (vermillion) shrinks it, and small random initializations (blues) leave most "
+                  f"codes dead{where}.", ":::"]
+    return "\n".join(lines) + "\n"
+
+
+def claims_records(chapters: list[ChapterResults]) -> str:
+    """Every number each chapter recorded for each claim, as JSON (the claims page's download)."""
+    out: dict[str, Any] = {}
+    for spec in CLAIMS:
+        out[spec.id] = {"paper": {"statement": spec.statement, "where": spec.where, "number": spec.paper_number},
+                        "ours": [{"chapter": ch.notebook.stem, "profile": ch.record.get("parameters", {}).get("profile"),
+                                  **claim} for ch, claim in _tested(chapters)[spec.id]]}
+    return json.dumps(out, indent=1, sort_keys=True) + "\n"
+
+
+def claims_page(chapters: list[ChapterResults]) -> str:
+    """The paper-vs-ours table (verdict and chapter per claim), then one paragraph per claim with its numbers."""
+    by_claim = _tested(chapters)
     lines = [
-        "---", "html_theme.sidebar_secondary.remove: true", "---", "",
         GENERATED_NOTE, "", "(claims)=", "# Claims: the paper against this reproduction", "",
-        "Each row is one claim of the study (the IDs are this project's). The *paper* columns are typed from "
-        "the paper; every *ours* entry — the measurement and the verdict — is copied by `vqstudy/book.py` "
-        "from the chapters' results files (`results/<chapter>.json`, written by the chapter notebook when it "
-        "runs), so this page cannot drift from the runs. The book build refuses results files that are "
-        "stale, i.e. not written by the run stored in their notebook. A verdict is *reproduced* when the "
-        "chapter's stated tolerance holds for every seed, *partly* when only some of its parts hold, and "
-        "*not testable here* when the claim needs data or compute this CPU-only study does not have. "
-        "The paper's own numbers come from ImageNet-100 and ODIR; ours from the small analogues described "
-        "in {doc}`methods`, so compare directions and ratios, not values.", "",
-        f"{n_tested} of {len(CLAIMS)} claims have been tested so far.", "",
-        ":::{table} The study's claims: the paper's statement and number beside our measurement and "
-        "verdict.",
+        _counts_sentence(chapters), "",
+        "*Reproduced*: the chapter's stated tolerance holds for every seed; *partly*: only some of its parts "
+        "hold; *not testable here*: the claim needs data or compute this CPU-only study does not have. The "
+        "paper's numbers come from ImageNet-100 and ODIR, ours from the small analogues of {doc}`methods`: "
+        "compare directions and ratios, not values. Every verdict and number of ours is copied from the "
+        "chapters' results files when the book is built.", "",
+        ":::{table} The paper's claims and this study's verdicts, with the chapter that tested each.",
         ":name: claims-table", "",
-        "| ID | The paper claims | Paper's number | Our measurement | Verdict | Evidence |",
-        "|---|---|---|---|---|---|",
+        "| ID | The paper claims | Paper's number | Verdict here |",
+        "|---|---|---|---|",
     ]
     for spec in CLAIMS:
         tested = by_claim[spec.id]
         paper = f"{md_escape(spec.statement)} *({md_escape(spec.where)})*"
         if tested:
-            ours = "<br>".join(md_escape(claim["evidence"]) for _, claim in tested)
-            verdict = " ".join(_badge(claim["verdict"]) for _, claim in tested)
-            seen, links = set(), []
-            for chapter, _ in tested:
-                if chapter.docname not in seen:
-                    seen.add(chapter.docname)
-                    links.append("chapter " + _chapter_ref(chapter, short=True))
-            evidence = ", ".join(links) + f"; [numbers](#claim-{spec.id.lower()})"
+            verdict = _verdicts_with_chapters(tested, chapters, "<br>")
         else:
-            ours, verdict, evidence = "—", _badge("not yet tested"), _not_yet(spec, chapters)
-        lines.append(f"| **{spec.id}** | {paper} | {md_escape(spec.paper_number)} | {ours} | {verdict} | "
-                     f"{evidence} |")
-    lines += [":::", "", "## The measurements behind each verdict", ""]
+            verdict = f"{_badge('not yet tested')} {_not_yet(spec, chapters)}"
+        lines.append(f"| **{spec.id}** | {paper} | {md_escape(spec.paper_number)} | {verdict}"
+                     f"<br>[numbers ↓](#claim-{spec.id.lower()}) |")
+    lines += [":::", "", "## Each claim and its numbers", ""]
     for spec in CLAIMS:
         tested = by_claim[spec.id]
-        lines += [f"(claim-{spec.id.lower()})=", f"### {spec.id}", "", f"**Paper:** {md_escape(spec.statement)} "
-                  f"({md_escape(spec.where)}; {md_escape(spec.paper_number)})", ""]
+        short = tested[0][1]["statement"] if tested else spec.statement.rstrip(".")
+        lines += [f"(claim-{spec.id.lower()})=", f"### {spec.id}: {md_escape(short)}", "",
+                  f"**The paper** ({md_escape(spec.where)}): {md_escape(spec.statement)} "
+                  f"Its number: {md_escape(spec.paper_number)}.", ""]
         if not tested:
-            lines += [f"Not yet tested: {_not_yet(spec, chapters)}.", ""]
+            lines += [f"**Here:** {_badge('not yet tested')} — {_not_yet(spec, chapters)}.", ""]
             continue
         for chapter, claim in tested:
-            params = chapter.record.get("parameters", {})
-            lines += [f"**Ours** ({_chapter_ref(chapter)}, profile `{params.get('profile', '?')}`): "
-                      f"{_badge(claim['verdict'])} — {md_escape(claim['statement'])}.", "",
-                      f"Evidence: {md_escape(claim['evidence'])}", ""]
-            if claim.get("numbers"):
-                lines += ["Recorded numbers:", ""] + _numbers_list(claim["numbers"]) + [""]
+            profile = chapter.record.get("parameters", {}).get("profile", "?")
+            said = "" if claim["statement"] == short else f" {md_escape(claim['statement'])}."   # not twice
+            lines += [f"**Here** ({_chapter_tag(chapter, chapters)}, {_chapter_ref(chapter)}, {md_escape(profile)} "
+                      f"profile): {_badge(claim['verdict'])}{said}", "",
+                      f"*Evidence:* {md_escape(claim['evidence'])}.", ""]
+    lines += ["## The raw records", "",
+              f"Every number the chapters recorded for each claim, with the paper's side, is in "
+              f"{{download}}`{RECORDS_FILE} <_generated/{RECORDS_FILE}>` (generated with this page); each "
+              "chapter's full results file is `results/<chapter>.json` in the repository."]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def verdict_summary(chapters: list[ChapterResults]) -> str:
     """A short list of verdicts for the conclusions page (included from book/_generated/)."""
     by_claim = _tested(chapters)
-    lines = [GENERATED_NOTE, ""]
+    lines = [GENERATED_NOTE, "", _counts_sentence(chapters), ""]
     for spec in CLAIMS:
         tested = by_claim[spec.id]
         if tested:
-            verdicts = ", ".join(f"{_badge(c['verdict'])} in {_chapter_ref(ch)}" for ch, c in tested)
-            lines.append(f"- **{spec.id}** — {md_escape(tested[0][1]['statement'])}: {verdicts}.")
+            lines.append(f"- **{spec.id}** — {md_escape(tested[0][1]['statement'])}: "
+                         f"{_verdicts_with_chapters(tested, chapters, ', ')}.")
         else:
             lines.append(f"- **{spec.id}** — {md_escape(spec.statement.rstrip('.'))}: "
                          f"{_badge('not yet tested')}, {_not_yet(spec, chapters)}.")
@@ -528,102 +596,179 @@ def full_profile_estimate(record: dict) -> tuple[str, str]:
     ratio = numbers.get("full_profile_work_ratio", params.get("full_profile_work_ratio"))
     if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and ratio > 0 and wall is not None:
         return f"≈ {_seconds(wall * ratio)}", f"quick wall time × {fmt_number(ratio)} (work ratio the chapter records)"
-    return "not estimated", "the chapter records no full_profile_work_ratio"
+    return "not recorded", "the chapter records no full_profile_work_ratio"
+
+
+# Facts about the machine and software, in the order a reader looks for them (keys of repro.environment()).
+ENVIRONMENT_LABELS = (
+    ("cpu_model", "CPU"), ("cpu_capability", "CPU instruction set used by PyTorch"), ("cores", "CPU cores"),
+    ("memory_gb", "Memory (GB)"), ("threads", "Torch threads per run"),
+    ("reproducible_numerics", "Deterministic numerics"), ("processor", "Architecture"),
+    ("platform", "Operating system"), ("python", "Python"), ("torch", "PyTorch"), ("numpy", "NumPy"),
+    ("vqstudy", "vqstudy"), ("git_revision", "Source revision"),
+)
+
+
+def _fact(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return fmt_number(value)
+    return md_escape(value)
+
+
+def environment_table(chapters: list[ChapterResults], numbers: dict[int, int] | None = None) -> list[str]:
+    """Item | value rows from the results files' ``environment`` records; a fact that differs between
+    chapters lists each value with its chapters. Keys a record lacks are left out, unknown keys shown last."""
+    envs = [(ch, ch.record["environment"]) for ch in chapters if ch.record and ch.record.get("environment")]
+    if not envs:
+        return ["No chapter has written a results file yet."]
+    known = dict(ENVIRONMENT_LABELS)
+    keys = [k for k, _ in ENVIRONMENT_LABELS if any(k in env for _, env in envs)]
+    keys += sorted({k for _, env in envs for k in env} - set(known))
+    rows = ["| Item | Value |", "|---|---|"]
+    for key in keys:
+        values: dict[str, list[str]] = {}
+        for ch, env in envs:
+            if key in env:
+                value = env[key]
+                if key == "git_revision" and isinstance(value, str):   # a short hash reads as well
+                    value = re.sub(r"^([0-9a-f]{12})[0-9a-f]+", r"\1", value)
+                values.setdefault(_fact(value), []).append(f"{_chapter_number(ch, chapters)}")
+        if len(values) == 1:
+            cell = next(iter(values))
+        else:
+            cell = "; ".join(f"{v} (ch. {', '.join(n)})" for v, n in values.items())
+        rows.append(f"| {known.get(key, md_escape(key))} | {cell} |")
+    return rows
 
 
 def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> str:
-    """Hardware, versions, seeds, wall time per chapter, and the full profile's expected cost."""
+    """Machine, versions, seeds and wall time of each stored run, and the full profile's expected cost."""
     lines = [
         GENERATED_NOTE, "", "(reproducibility)=", "# Reproducibility", "",
         "Everything on this page is read from the chapters' results files and the notebooks' stored run "
-        "metadata when the book is built. To rerun every chapter and rebuild this book:", "",
-        "```bash", "vqstudy reproduce                 # quick profile: minutes per chapter",
-        "vqstudy reproduce --profile full  # paper-scale seeds and sweeps", "```", "",
+        "metadata when the book is built. To rerun every chapter and rebuild this book, from a clone of the "
+        "repository:", "",
+        "```bash", "bash reproduce.sh               # run every chapter, build the book",
+        "PROFILE=full bash reproduce.sh  # paper-scale seeds and sweeps",
+        "bash reproduce.sh test          # the test suite", "```", "",
+        "(`reproduce.sh` first installs the pinned requirements into `.venv`; the quick profile is the default.)",
+        "",
         "Each chapter fixes its seeds, the thread count and `torch.use_deterministic_algorithms(True)`, so a "
         "rerun on the same machine and versions prints the same numbers (the test suite checks this with "
         "`pytest --nbval`). Results differ across thread counts and CPU types in the last digits; the "
         "verdicts are asserted with tolerances over several seeds.", "",
-        "## Runs per chapter", "",
-        ":::{table} Profile, seeds and wall time of the run stored in each chapter.",
-        ":name: runs-table", "",
-        "| Chapter | Profile | Seeds | Wall time (results) | Notebook execution | Full profile (expected) |",
-        "|---|---|---|---|---|---|",
+        "## The machine and software of the stored runs", "",
+        ":::{table} Recorded by each chapter in its results file.", ":name: environment-table", "",
     ]
-    hows = []
+    lines += environment_table(chapters) + [":::", ""]
+    lines += [
+        "## Runs per chapter", "",
+        ":::{table} Profile, seeds and time of the run stored in each chapter.",
+        ":name: runs-table", "",
+        "| Chapter | Seeds | Run | Notebook | Full profile |",
+        "|---|---|---|---|---|",
+    ]
+    totals = {"run": 0.0, "notebook": 0.0, "full": 0.0}
+    full_known = True
     for ch in chapters:
+        name = f"{_chapter_tag(ch, chapters)} {md_escape(ch.title)}"
         if ch.chapter is None:
-            lines.append(f"| {_chapter_ref(ch)} | — | — | — | {_seconds(ch.execution_s)} | records no claims |")
+            lines.append(f"| {name} | — | — | {_seconds(ch.execution_s)} | records no claims |")
             continue
         if ch.record is None:
-            lines.append(f"| {_chapter_ref(ch)} | no results file yet | — | — | {_seconds(ch.execution_s)} | — |")
+            lines.append(f"| {name} | no results file yet | — | {_seconds(ch.execution_s)} | — |")
+            full_known = False
             continue
         params = ch.record.get("parameters", {})
-        estimate, how = full_profile_estimate(ch.record)
-        hows.append(how)
-        lines.append(f"| {_chapter_ref(ch)} | {md_code(params.get('profile', '?'))} | {_seeds(params)} | "
-                     f"{_seconds(ch.record.get('wall_time_s'))} | {_seconds(ch.execution_s)} | {estimate} |")
-    if not chapters:
-        lines.append("| (no chapters yet) | | | | | |")
-    lines += [":::", "",
-              "*Wall time (results)* is measured inside the notebook, from its set-up to writing the results "
-              "file; *notebook execution* is papermill's duration of the whole stored run (kernel start "
-              "included). **How the full profile's cost is estimated:** a chapter states the ratio of work "
-              "(optimizer steps summed over all runs) between its full and quick parameter sets as "
-              "`full_profile_work_ratio` in its results file; the estimate is the measured quick wall time "
-              "times that ratio, since training time is close to linear in the number of optimizer steps "
-              "at a fixed model size on a fixed machine (see the speed notes in the README). A chapter that "
-              "does not record the ratio shows *not estimated*; a full-profile run shows its measured time.",
-              ""]
-    envs: dict[str, dict] = {}
-    for ch in chapters:
-        if ch.record and ch.record.get("environment"):
-            envs[ch.notebook.stem] = ch.record["environment"]
-    lines += ["## Hardware and versions", ""]
-    if envs:
-        keys = sorted({k for env in envs.values() for k in env})
-        distinct = {json.dumps(env, sort_keys=True) for env in envs.values()}
-        if len(distinct) == 1:
-            env = next(iter(envs.values()))
-            lines += [f"All {len(envs)} chapter(s) with results ran in the same environment:", "",
-                      "| Item | Value |", "|---|---|"]
-            lines += [f"| {md_escape(k)} | {md_code(env.get(k, '—'))} |" for k in keys]
+        estimate, _ = full_profile_estimate(ch.record)
+        wall = ch.record.get("wall_time_s")
+        totals["run"] += wall or 0.0
+        totals["notebook"] += ch.execution_s or 0.0
+        ratio = ch.record.get("numbers", {}).get("full_profile_work_ratio")
+        if params.get("profile") == "full":
+            totals["full"] += wall or 0.0
+        elif isinstance(ratio, (int, float)) and wall is not None:
+            totals["full"] += wall * ratio
         else:
-            names = list(envs)
-            lines += ["The chapters ran in different environments:", "",
-                      "| Item | " + " | ".join(md_escape(n) for n in names) + " |",
-                      "|---|" + "---|" * len(names)]
-            lines += [f"| {md_escape(k)} | " + " | ".join(md_code(envs[n].get(k, '—')) for n in names)
-                      + " |" for k in keys]
-        threads = {ch.notebook.stem: ch.record.get("numbers", {}).get("config", {}).get("train", {}).get("threads")
-                   for ch in chapters if ch.record}
-        threads = {k: v for k, v in threads.items() if v is not None}
-        if threads:
-            lines += ["", "Torch threads per training run: " + ", ".join(
-                f"{md_escape(k)}: {v}" for k, v in threads.items()) + "."]
+            full_known = False
+        profile = "" if params.get("profile") == "quick" else f" ({md_escape(params.get('profile', '?'))})"
+        lines.append(f"| {name}{profile} | {_seeds(params)} | {_seconds(wall)} | {_seconds(ch.execution_s)} | "
+                     f"{estimate} |")
+    if not chapters:
+        lines.append("| (no chapters yet) | | | | |")
     else:
-        lines.append("No chapter has written a results file yet.")
+        lines.append(f"| **All chapters** | | **{_seconds(totals['run'])}** | **{_seconds(totals['notebook'])}** | "
+                     f"**{'≈ ' + _seconds(totals['full']) if full_known and totals['full'] else 'not recorded'}** |")
+    lines += [":::", "",
+              "*Run* is measured inside the notebook, from its set-up to writing the results file; *notebook* is "
+              "papermill's duration of the whole stored run (kernel start and figures included). All runs use the "
+              "*quick* profile unless marked. **The full profile's cost** is the measured quick run time times "
+              "the ratio of work (optimizer steps summed over all runs) between the full and quick parameter "
+              "sets, which a chapter records as `full_profile_work_ratio`; training time is close to linear in "
+              "the number of optimizer steps at a fixed model size on a fixed machine. *Not recorded*: the "
+              "chapter's results file carries no such ratio.", ""]
     req = Path(root) / "requirements.txt"
     if req.is_file():
         pins = [line.strip() for line in req.read_text().splitlines() if line.strip() and not line.startswith("#")]
-        lines += ["", "The pinned requirements (`requirements.txt`) the runs were made with:", "", "```text"]
-        lines += pins + ["```"]
+        lines += ["## Pinned requirements", "",
+                  f"::::{{dropdown}} The {len(pins)} exact pins of `requirements.txt` the runs were made with",
+                  "```text"] + pins + ["```", "::::"]
     return "\n".join(lines).rstrip() + "\n"
 
 
+def key_figure_png(root: Path = ROOT) -> bytes | None:
+    """The PNG of the landing page's key figure, from the stored outputs of its notebook (None if absent)."""
+    import base64
+
+    notebook, name = KEY_FIGURE
+    path = Path(root) / "notebooks" / f"{notebook}.ipynb"
+    if not path.is_file():
+        return None
+    for cell in _read_notebook(path).get("cells", []):
+        if cell.get("metadata", {}).get("mystnb", {}).get("figure", {}).get("name") == name:
+            for out in cell.get("outputs", []):
+                data = out.get("data", {}).get("image/png")
+                if data:
+                    return base64.b64decode(_source({"source": data}))
+    return None
+
+
 def generate_pages(root: Path = ROOT, strict: bool = False) -> list[Path]:
-    """Check the results and (re)write book/claims.md, book/reproducibility.md and the verdict summary."""
+    """Check the results and (re)write the claims, reproducibility and landing pages and their files."""
     root = Path(root)
     chapters = load_results(root, strict=strict)
+    generated = root / GENERATED
+    changed = []
+    png = key_figure_png(root)
+    figure = None
+    if png is not None:
+        figure = f"_generated/{KEY_FIGURE_FILE}"
+        if _write_bytes_if_changed(generated / KEY_FIGURE_FILE, png):
+            changed.append(generated / KEY_FIGURE_FILE)
     outputs = {
         root / "book" / "claims.md": claims_page(chapters),
         root / "book" / "reproducibility.md": reproducibility_page(chapters, root),
-        root / "book" / "_generated" / "verdicts.md": verdict_summary(chapters),
+        generated / "verdicts.md": verdict_summary(chapters),
+        generated / "landing.md": landing_summary(chapters, figure),
+        generated / RECORDS_FILE: claims_records(chapters),
     }
-    changed = []
     for path, text in outputs.items():
         if _write_if_changed(path, text):
             changed.append(path)
     return changed
+
+
+def _write_bytes_if_changed(path: Path, data: bytes) -> bool:
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
@@ -701,6 +846,10 @@ def _on_page_context(app, pagename, templatename, context, doctree) -> None:
 
 def setup(app):
     """Sphinx entry point (listed in _config.yml). Runs before sphinx-external-toc reads _toc.yml."""
+    from . import bibstyle
+
+    bibstyle.register()   # the bibliography's author-year labels (bibtex_default_style in _config.yml)
+    app.add_js_file("vqstudy.js")
     app.connect("config-inited", _on_config_inited, priority=100)
     app.connect("source-read", _on_source_read)
     app.connect("html-page-context", _on_page_context, priority=100)  # emit_firstresult: run early

@@ -105,16 +105,15 @@ def check_device(device: Any) -> str:
 
 
 def setup(seed: int = 0, threads: int = 1) -> None:
-    """Deterministic torch, a quiet and consistent plotting style, stable pandas printing."""
-    import matplotlib
+    """Deterministic torch, the book's plotting style (:mod:`vqstudy.style`), stable pandas printing."""
     import pandas as pd
-    import seaborn as sns
+
+    from . import style
 
     make_deterministic(seed, threads)
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    matplotlib.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.max_open_warning": 0})
+    style.apply()
     pd.set_option("display.precision", 3)
-    pd.set_option("display.width", 160)
+    pd.set_option("display.width", 100)      # printed tables wrap instead of scrolling sideways
     pd.set_option("display.max_columns", 30)
 
 
@@ -151,6 +150,12 @@ class Claims:
         for v in self.verdicts:
             print(f"{v.claim}: {v.verdict.upper()} - {v.statement}")
             print(f"    evidence: {v.evidence}")
+
+    def show(self) -> None:
+        """Display the chapter's verdicts as one admonition (HTML output, plain-text fallback)."""
+        from IPython.display import display
+
+        display(VerdictBox(self.chapter, list(self.verdicts)))
 
     def expect(self, expected: dict[str, str]) -> None:
         """Fail unless each claim got the verdict the chapter's prose states."""
@@ -194,6 +199,40 @@ def _same_results(path: Path, record: dict[str, Any]) -> bool:
         return False
     strip = lambda r: {k: v for k, v in r.items() if k not in VOLATILE_FIELDS}  # noqa: E731
     return isinstance(old, dict) and strip(old) == strip(json.loads(json.dumps(record)))
+
+
+BADGE_CLASSES = {"reproduced": "success", "partly": "warning", "not reproduced": "danger",
+                 "not testable here": "secondary"}
+
+
+@dataclass
+class VerdictBox:
+    """The verdicts of one chapter as a reader sees them: a badge, the claim and its evidence per line."""
+    chapter: str
+    verdicts: list[Verdict]
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        items = []
+        for v in self.verdicts:
+            kind = BADGE_CLASSES[v.verdict]
+            items.append(
+                f'<li><span class="sd-badge sd-bg-{kind} sd-bg-text-{kind}">{escape(v.verdict)}</span> '
+                f'<a href="../book/claims.html#claim-{v.claim.lower()}"><strong>{escape(v.claim)}</strong></a>'
+                f" — {escape(v.statement)}.<br><span class=\"vq-evidence\">{escape(v.evidence)}</span></li>")
+        return ('<div class="admonition note vq-verdicts"><p class="admonition-title">Verdicts of this '
+                f'chapter</p><ul>{"".join(items)}</ul><p class="vq-evidence">Recorded in '
+                f"<code>results/{escape(self.chapter)}.json</code>; all chapters: "
+                '<a href="../book/claims.html">Claims</a>.</p></div>')
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"**Verdicts of this chapter** (recorded in `results/{self.chapter}.json`)", ""]
+        lines += [f"- **{v.claim}: {v.verdict}** — {v.statement}. {v.evidence}" for v in self.verdicts]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{v.claim}: {v.verdict} - {v.statement}" for v in self.verdicts)
 
 
 def _plain(obj: Any) -> Any:
