@@ -12,9 +12,9 @@ in a cycle, and no module imports this package facade (``vqstudy``) itself;
 1. ``data``, ``models``, ``quantize``, ``diagnostics``, ``analysis``: data sets, networks, the quantizer
    and the collapse measures
 2. ``train``, ``interop``: training one run (ours, or vector-quantize-pytorch's)
-3. ``generation``, ``sweep``, ``tables``, ``plots``, ``claims``: many runs, their presentation and the
+3. ``generation``, ``sweep``, ``tables``, ``style``, ``plots``, ``claims``: many runs, their presentation and the
    pre-registered claims they are judged by
-4. ``notebook``, ``book``, ``publish``: what a chapter needs, the book built from the chapters, and
+4. ``notebook``, ``book``, ``bibstyle``, ``publish``: what a chapter needs, the book built from the chapters, and
    where it is published
 5. ``cli``: the command line; it registers every subcommand, and nothing imports it
 """

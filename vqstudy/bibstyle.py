@@ -8,10 +8,6 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from pybtex.plugin import register_plugin
-from pybtex.style.formatting.unsrt import Style as UnsrtStyle
-from pybtex.style.labels import BaseLabelStyle
-
 STYLE_NAME = "vqstudy_author_year"
 
 
@@ -35,23 +31,28 @@ def author_year(entry) -> str:
     return f"{names}, {year}"
 
 
-class AuthorYearLabels(BaseLabelStyle):
-    def format_labels(self, sorted_entries) -> Iterator[str]:
-        seen: dict[str, int] = {}
-        for entry in sorted_entries:
-            label = author_year(entry)
-            seen[label] = seen.get(label, 0) + 1
-            # a second "Zhao et al., 2024" becomes "Zhao et al., 2024b" (the first keeps its plain label)
-            yield label if seen[label] == 1 else f"{label}{chr(ord('a') + seen[label] - 1)}"
-
-
-class AuthorYearStyle(UnsrtStyle):
-    default_label_style = "vqstudy_author_year"
-    default_sorting_style = "author_year_title"
-
-
 def register() -> None:
-    """Make the label and formatting styles known to pybtex (idempotent)."""
+    """Make the label and formatting styles known to pybtex (idempotent).
+
+    pybtex comes with the book's tools (the ``book`` extra), so it is imported here, not by the package.
+    """
+    from pybtex.plugin import register_plugin
+    from pybtex.style.formatting.unsrt import Style as UnsrtStyle
+    from pybtex.style.labels import BaseLabelStyle
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries) -> Iterator[str]:
+            seen: dict[str, int] = {}
+            for entry in sorted_entries:
+                label = author_year(entry)
+                seen[label] = seen.get(label, 0) + 1
+                # a second "Zhao et al., 2024" becomes "Zhao et al., 2024b" (the first keeps its plain label)
+                yield label if seen[label] == 1 else f"{label}{chr(ord('a') + seen[label] - 1)}"
+
+    class AuthorYearStyle(UnsrtStyle):
+        default_label_style = "vqstudy_author_year"
+        default_sorting_style = "author_year_title"
+
     for group, name, cls in (("pybtex.style.labels", STYLE_NAME, AuthorYearLabels),
                              ("pybtex.style.formatting", STYLE_NAME, AuthorYearStyle)):
         register_plugin(group, name, cls)
