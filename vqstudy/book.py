@@ -480,15 +480,7 @@ def _counts_sentence(chapters: list[ChapterResults]) -> str:
 
 def landing_summary(chapters: list[ChapterResults], key_figure: str | None = None) -> str:
     """The answer for the landing page: verdict counts, one line per claim, then the key figure."""
-    by_claim = _tested(chapters)
-    lines = [GENERATED_NOTE, "", _counts_sentence(chapters), ""]
-    for spec in CLAIMS:
-        tested = by_claim[spec.id]
-        if tested:
-            lines.append(f"- **{spec.id}** {md_escape(tested[0][1]['statement'])}: "
-                         f"{_verdicts_with_chapters(tested, chapters, ', ')}")
-        else:
-            lines.append(f"- **{spec.id}** {md_escape(spec.statement.rstrip('.'))}: {_badge('not yet tested')}")
+    lines = [GENERATED_NOTE, "", _counts_sentence(chapters), "", *_claim_lines(chapters, " ", "")]
     lines += ["", "The paper's numbers beside ours, claim by claim: {ref}`claims`."]
     if key_figure:
         notebook, name = KEY_FIGURE
@@ -563,17 +555,24 @@ def claims_page(chapters: list[ChapterResults]) -> str:
 
 def verdict_summary(chapters: list[ChapterResults]) -> str:
     """A short list of verdicts for the conclusions page (included from book/_generated/)."""
+    lines = [GENERATED_NOTE, "", _counts_sentence(chapters), "", *_claim_lines(chapters, " — ", ".", why=True)]
+    return "\n".join(lines) + "\n"
+
+
+def _claim_lines(chapters: list[ChapterResults], dash: str, end: str, why: bool = False) -> list[str]:
+    """One bullet per claim: its statement and verdict badges (with chapters), or why it is untested."""
     by_claim = _tested(chapters)
-    lines = [GENERATED_NOTE, "", _counts_sentence(chapters), ""]
+    lines = []
     for spec in CLAIMS:
         tested = by_claim[spec.id]
         if tested:
-            lines.append(f"- **{spec.id}** — {md_escape(tested[0][1]['statement'])}: "
-                         f"{_verdicts_with_chapters(tested, chapters, ', ')}.")
+            lines.append(f"- **{spec.id}**{dash}{md_escape(tested[0][1]['statement'])}: "
+                         f"{_verdicts_with_chapters(tested, chapters, ', ')}{end}")
         else:
-            lines.append(f"- **{spec.id}** — {md_escape(spec.statement.rstrip('.'))}: "
-                         f"{_badge('not yet tested')}, {_not_yet(spec, chapters)}.")
-    return "\n".join(lines) + "\n"
+            reason = f", {_not_yet(spec, chapters)}" if why else ""
+            lines.append(f"- **{spec.id}**{dash}{md_escape(spec.statement.rstrip('.'))}: "
+                         f"{_badge('not yet tested')}{reason}{end}")
+    return lines
 
 
 def _seeds(parameters: dict) -> str:
