@@ -1,4 +1,4 @@
-"""Command line: ``vqstudy demo``, ``vqstudy train``, ``vqstudy config``.
+"""Command line: ``vqstudy demo``, ``vqstudy train``, ``vqstudy config``, ``vqstudy diagnose``.
 
 Every subcommand calls the same public functions as the notebooks. Invalid
 arguments stop before any work, with a message naming the argument; outputs
@@ -161,6 +161,29 @@ def _train(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> int:
     """Print the default run config (with overrides) as JSON: a starting point for ``vqstudy train``."""
     print(json.dumps(apply_overrides(RunConfig(), args.set).to_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+# --- diagnose -----------------------------------------------------------------------------------
+
+def _diagnose_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("codebook", help="codebook: .pt/.pth state dict (vqstudy or vector-quantize-pytorch), .npy, "
+                                    ".safetensors")
+    p.add_argument("--embeddings", metavar="NPY", help="encoder outputs (N, D), memory-mapped and streamed")
+    p.add_argument("--indices", metavar="NPY", help="code of each embedding (default: the nearest code)")
+    p.add_argument("--labels", metavar="NPY", help="a class per embedding (mode entropy, cluster separation)")
+    p.add_argument("--key", help="state-dict key (or key prefix) of the codebook when there are several")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--report", metavar="DIR", help="also write a self-contained HTML page DIR/index.html")
+    p.add_argument("--chunk-rows", type=_positive, help="embeddings per chunk (default: from K, ~128 MB of distances)")
+
+
+@subcommand("diagnose", _diagnose_args)
+def _diagnose(args: argparse.Namespace) -> int:
+    """Collapse report (tokens and embeddings) for a saved tokenizer: table, verdicts, --json, --report."""
+    from .report import run
+    print(run(args.codebook, args.embeddings, args.indices, args.labels, args.key, args.json, args.report,
+              args.chunk_rows, write=write_atomic))
     return 0
 
 
