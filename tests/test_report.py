@@ -227,3 +227,22 @@ def test_key_chooses_among_several(files, capsys):
     code, out, err = _run(capsys, tmp / "two.pt", "--key", "b.codebook", "--embeddings", tmp / "z.npy")
     assert code == 0, err
     assert "== b.codebook: K = 8, D = 8" in out
+
+
+def test_howto_python_equivalent_runs(files, monkeypatch):
+    """The how-to page's Python block for the command line, run on files named as the page names them."""
+    import re
+    from pathlib import Path
+
+    tmp, z, c = files
+    page = (Path(__file__).resolve().parents[1] / "book" / "diagnose-your-tokenizer.md").read_text()
+    block = re.search(r"```\{code-block\} python\n(.*?)```", page, flags=re.S).group(1)
+    vq = VectorQuantizer(len(c), c.shape[1])
+    vq.set_codebook(torch.from_numpy(c))
+    torch.save(vq.state_dict(), tmp / "tokenizer.pt")
+    (tmp / "z.npy").rename(tmp / "embeddings.npy")
+    monkeypatch.chdir(tmp)
+    namespace: dict = {}
+    exec(compile(block, "diagnose-your-tokenizer.md", "exec"), namespace)
+    assert set(namespace["section"]["verdicts"]) == {"tokens", "embeddings"}
+    assert namespace["section"]["metrics"]["n_vectors"] == len(z)

@@ -615,8 +615,9 @@ def _figures(section: Mapping[str, Any]) -> list[tuple[str, str]]:
     if section.get("_counts") is not None:
         fig = Figure(figsize=(6, 3.2))
         ax = fig.add_subplot()
-        counts = np.sort(section["_counts"])[::-1]
-        ax.bar(np.arange(1, counts.size + 1), np.maximum(counts, 0.5), width=1.0, color="#4C72B0", log=True)
+        counts = np.maximum(np.sort(section["_counts"])[::-1], 0.5)
+        ax.fill_between(np.arange(1, counts.size + 1), counts, 0.5, step="mid", color="#4C72B0")
+        ax.set_yscale("log")
         ax.axhline(counts.sum() / counts.size, ls="--", c="grey", lw=1, label="uniform usage")
         ax.set(xlabel="code rank (most used first)", ylabel="vectors assigned", title="Code usage")
         ax.legend(fontsize="small")
@@ -702,3 +703,33 @@ def run(codebook: str | Path, embeddings: str | Path | None = None, indices: str
     for path, content in outputs:
         write(path, content)
     return text + "".join(f"\nwrote {p}" for p, _ in outputs)
+
+
+HOWTO_TRANSCRIPT = Path(__file__).resolve().parent.parent / "book" / "_generated" / "diagnose-vector-quantize.txt"
+
+
+def command_transcript(argv: list[str], cwd: str | Path, save_to: str | Path | None = None) -> str:
+    """Run ``vqstudy ARGV`` in ``cwd`` (so the printed paths are relative) and return ``$ command`` + its output.
+
+    With ``save_to``, also write the transcript there (the how-to page includes chapter 7's).
+    """
+    import contextlib
+    import os
+    import shlex
+
+    from .cli import main, write_atomic
+
+    buf = io.StringIO()
+    before = Path.cwd()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(buf):
+            code = main(list(argv))
+    finally:
+        os.chdir(before)
+    if code != 0:
+        raise RuntimeError(f"vqstudy {shlex.join(argv)} exited with {code}")
+    text = f"$ vqstudy {shlex.join(argv)}\n{buf.getvalue()}"
+    if save_to is not None:
+        write_atomic(save_to, text)
+    return text
