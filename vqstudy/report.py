@@ -431,13 +431,9 @@ def diagnose_files(codebook: str | Path, embeddings: str | Path | None = None, i
         emb = emb.reshape(-1, emb.shape[-1])
         n_rows, dim = emb.shape
         for s in sections:
-            width = dim
-            if s.projection is not None and dim == s.projection[0].shape[1]:
-                width = s.projection[0].shape[0]
-            elif s.projection is not None and dim != s.projection[0].shape[0]:
-                s.projection = None
-            elif s.projection is not None:
-                s.projection = None  # already in the codebook's space
+            if s.projection is not None and not (dim == s.projection[0].shape[1] != s.projection[0].shape[0]):
+                s.projection = None  # the embeddings are already in the codebook's space (or do not fit at all)
+            width = dim if s.projection is None else s.projection[0].shape[0]
             d = s.codes.shape[1]
             if s.head is not None and width != s.heads * d:
                 raise InputError(emb_path, f"embedding dimension {width} != {s.heads} heads x code dimension {d} "
