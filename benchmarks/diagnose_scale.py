@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         write_s = time.perf_counter() - started
         load_before = os.getloadavg()
         result = measure(folder, args.chunk_rows)
+        revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                  cwd=ROOT).stdout.strip()
         record = {"rows": args.rows, "dim": args.dim, "codes": args.codes, "chunk_rows": args.chunk_rows,
+                  "revision": revision,
                   "cores": os.cpu_count(), "load_average_before": load_before,
                   "load_average_after": os.getloadavg(), "write_inputs_s": write_s,
                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "note": args.note, **result}

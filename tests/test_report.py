@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,3 +247,36 @@ def test_howto_python_equivalent_runs(files, monkeypatch):
     exec(compile(block, "diagnose-your-tokenizer.md", "exec"), namespace)
     assert set(namespace["section"]["verdicts"]) == {"tokens", "embeddings"}
     assert namespace["section"]["metrics"]["n_vectors"] == len(z)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the resident memory from /proc")
+def test_streaming_memory_stays_flat(tmp_path, monkeypatch):
+    """Resident memory must not grow with the rows streamed (the memmap's pages and the heap are handed back)."""
+    import re
+
+    from vqstudy import report
+
+    rng = np.random.default_rng(0)
+    emb = np.lib.format.open_memmap(tmp_path / "z.npy", mode="w+", dtype=np.float32, shape=(40 * 2048, 256))
+    for start in range(0, len(emb), 16_384):
+        emb[start:start + 16_384] = rng.normal(size=(16_384, 256))
+    emb.flush()
+    del emb
+    np.save(tmp_path / "c.npy", rng.normal(size=(1024, 256)).astype(np.float32))
+
+    def resident_mb() -> float:
+        status = Path("/proc/self/status").read_text()
+        return sum(int(re.search(rf"{k}:\s+(\d+)", status).group(1)) for k in ("RssAnon", "RssFile")) / 1024
+
+    seen: list[float] = []
+    release = report._release
+
+    def spy(arr, upto):
+        release(arr, upto)
+        seen.append(resident_mb())
+
+    monkeypatch.setattr(report, "_release", spy)
+    report.diagnose_files(tmp_path / "c.npy", tmp_path / "z.npy", chunk_rows=2048)
+    assert len(seen) == 40
+    # the last 30 chunks read 63 MB of embeddings (126 MB as float64): none of that may stay resident
+    assert seen[-1] - seen[9] < 20, (seen[9], seen[-1])

@@ -224,6 +224,32 @@ def _release(arr: np.ndarray, upto_row: int) -> None:
         base.madvise(mmap.MADV_DONTNEED, 0, end)
 
 
+def _load_libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
+
+
+def _trim_heap() -> None:
+    """Hand the heap's freed pages back to the system after a chunk.
+
+    Without it glibc keeps the chunks' temporaries (a few MB each, below its
+    dynamic mmap threshold) and the resident memory grew by about 3.7 KB per
+    row streamed (measured at D = 256); with it the memory stays flat. A no-op
+    where the C library has no ``malloc_trim``.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 # --- the streaming pass -------------------------------------------------------------------------
 
 @dataclass
@@ -342,6 +368,7 @@ def _stream(sections: list[Section], emb: np.ndarray | None, emb_path: Path | No
                         st.k, n_classes)
                     st.class_n += np.bincount(lv, minlength=n_classes)
                     np.add.at(st.class_s1, lv, centered)
+            _trim_heap()
             if bar is not None:
                 bar.update(stop - start)
     finally:
