@@ -1,3 +1,5 @@
+"""Shared fixtures. The process set-up (pinned numerics, results outside the tree) is the early plugin
+``vqstudy.testing``, named in pyproject's pytest addopts: it must run before other plugins import numpy."""
 import pytest
 import torch
 

@@ -70,7 +70,14 @@ def test_claims_table_one_row_per_claim_with_copied_verdicts(project: Path):
     rows = _rows(page)
     assert [r.split("|")[1].strip() for r in rows] == [f"**C{i}**" for i in range(1, 10)]
     by_id = {r.split("|")[1].strip().strip("*"): r for r in rows}
-    assert "{bdg-success}`reproduced`" in by_id["C1"] and "measured C1: 1.5 vs 3.25" in by_id["C1"]
+    assert "{bdg-success}`reproduced`" in by_id["C1"]
+    # the chapter is named beside each badge
+    assert "{bdg-success}`reproduced` {doc}`Ch.\u00a01 </notebooks/02_alpha>`" in by_id["C1"]
+    assert "{bdg-danger}`not reproduced` {doc}`Ch.\u00a02 </notebooks/04_beta>`" in by_id["C8"]
+    # the measured numbers are in one paragraph per claim below the table, not in the table
+    assert "measured C1: 1.5 vs 3.25" not in by_id["C1"]
+    section = page.split("(claim-c1)=")[1].split("(claim-c2)=")[0]
+    assert "measured C1: 1.5 vs 3.25" in section and "{bdg-success}`reproduced`" in section
     assert "{bdg-warning}`partly`" in by_id["C2"]
     assert "{bdg-danger}`not reproduced`" in by_id["C8"]
     assert "{bdg-secondary}`not testable here`" in by_id["C7"]
@@ -84,12 +91,48 @@ def test_claims_table_one_row_per_claim_with_copied_verdicts(project: Path):
 
 def test_generate_pages_writes_claims_and_reproducibility(project: Path):
     changed = book.generate_pages(project, strict=True)
-    assert {p.name for p in changed} == {"claims.md", "reproducibility.md", "verdicts.md"}
+    assert {p.name for p in changed} == {"claims.md", "reproducibility.md", "verdicts.md", "landing.md",
+                                         "claims-records.json"}        # no key figure: its notebook is absent
     repro = (project / "book" / "reproducibility.md").read_text()
     assert r"seeds = \[0, 1, 2\]" in repro and "12 s" in repro            # seeds and papermill duration
     assert "≈" in repro                                                  # 02_alpha declares its work ratio
-    assert "not estimated" in repro                                      # 04_beta does not
+    assert "not recorded" in repro                                       # 04_beta does not
+    assert "bash reproduce.sh" in repro and "vqstudy reproduce" not in repro
+    records = json.loads((project / "book" / "_generated" / "claims-records.json").read_text())
+    assert records["C1"]["ours"][0]["numbers"] == {"x": 1.5} and records["C3"]["ours"] == []
+    assert "claims-records.json" in (project / "book" / "claims.md").read_text()   # the page links the download
     assert book.generate_pages(project, strict=True) == []               # idempotent: nothing rewritten
+
+
+def test_landing_summary_counts_verdicts_and_lists_every_claim(project: Path):
+    chapters = book.load_results(project, strict=True)
+    assert book.verdict_counts(chapters) == {"reproduced": 1, "partly": 1, "not reproduced": 1,
+                                             "not testable here": 1}
+    text = book.landing_summary(chapters, "_generated/key-figure.png")
+    assert "4 of the paper's 9 claims were checked, 4 times in 2 chapters" in text
+    claim_lines = [line for line in text.splitlines() if line.startswith("- **C")]
+    assert [line.split("**")[1] for line in claim_lines] == [f"C{i}" for i in range(1, 10)]
+    assert "{bdg-warning}`partly` {doc}`Ch.\u00a01 </notebooks/02_alpha>`" in text
+    assert ":::{figure} _generated/key-figure.png" in text
+    assert ":::{figure}" not in book.landing_summary(chapters, None)
+
+
+def test_environment_facts_shown_when_recorded_and_skipped_when_absent(project: Path):
+    chapters = book.load_results(project, strict=True)
+    for ch in chapters:  # records written before these facts were recorded
+        for key in ("cpu_model", "cpu_features", "cores", "memory_gb", "cpu_capability", "threads",
+                    "reproducible_numerics"):
+            ch.record["environment"].pop(key, None)
+    chapters[0].record["environment"].update({"cpu_model": "Example CPU @ 2.0GHz", "cores": 2, "memory_gb": 7.7,
+                                              "reproducible_numerics": True})
+    chapters[1].record["environment"]["cpu_model"] = "Other CPU"
+    rows = book.environment_table(chapters)
+    by_item = {r.split("|")[1].strip(): r.split("|")[2].strip() for r in rows[2:]}
+    assert by_item["CPU"] == "Example CPU @ 2.0GHz (ch. 1); Other CPU (ch. 2)"
+    assert by_item["CPU cores"] == "2" and by_item["Memory (GB)"] == "7.7"
+    assert by_item["Deterministic numerics"] == "yes" and by_item["PyTorch"].startswith("2.")
+    assert "CPU instruction set used by PyTorch" not in by_item               # no chapter recorded it
+    assert book.environment_table([]) == ["No chapter has written a results file yet."]
 
 
 def test_missing_results_file_is_an_error_in_strict_mode(project: Path):

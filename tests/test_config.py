@@ -17,6 +17,27 @@ def test_missing_sections_take_defaults():
     assert RunConfig.from_dict({"train": {"steps": 10}}).quantizer == QuantizerConfig()
 
 
+@pytest.mark.parametrize("quantizer", [
+    {"kind": "fsq", "fsq_levels": [8, 5, 5], "codebook_size": 200, "init": "normal"},
+    {"reparam": "affine", "distance": "cosine", "lookup_dim": 4, "gradient": "rotation", "restart_threshold": 1.0},
+    {"reparam": "linear", "beta": 0.5},
+    {"update": "ema", "distance": "cosine", "lookup_dim": 2},
+])
+def test_remedy_fields_round_trip_through_json(quantizer):
+    cfg = RunConfig().replace(quantizer=quantizer)
+    again = RunConfig.from_json(cfg.to_json())
+    assert again == cfg and hash(again.quantizer) == hash(cfg.quantizer)
+    assert json.loads(again.to_json()) == cfg.to_dict()
+    assert again.quantizer.fsq_levels == tuple(quantizer.get("fsq_levels", ()))
+
+
+def test_remedies_default_to_the_plain_quantizer():
+    """Configs stored before the remedies existed load as the plain quantizer."""
+    q = QuantizerConfig.from_dict({"codebook_size": 8, "update": "ema"})
+    assert (q.kind, q.fsq_levels, q.reparam, q.distance, q.lookup_dim, q.gradient) == \
+        ("vq", (), "none", "euclidean", None, "straight_through")
+
+
 @pytest.mark.parametrize("build, words", [
     (lambda: DataConfig(name="imagenet"), ["data.name", "'imagenet'", "gaussian_mixture"]),
     (lambda: DataConfig(dim=0), ["data.dim", "0"]),
@@ -32,6 +53,29 @@ def test_missing_sections_take_defaults():
     (lambda: QuantizerConfig(ema_decay=1.0), ["quantizer.ema_decay"]),
     (lambda: QuantizerConfig(init_scale=0.0), ["quantizer.init_scale"]),
     (lambda: QuantizerConfig(beta=float("nan")), ["quantizer.beta", "finite"]),
+    (lambda: QuantizerConfig(kind="pq"), ["quantizer.kind", "'vq'", "'fsq'"]),
+    (lambda: QuantizerConfig(kind="fsq"), ["quantizer.fsq_levels", "kind='fsq'"]),
+    (lambda: QuantizerConfig(kind="fsq", fsq_levels=[4, 4]), ["quantizer.codebook_size=64", "16"]),
+    (lambda: QuantizerConfig(kind="fsq", fsq_levels=[2] * 6), ["quantizer.fsq_levels=2", ">= 3"]),
+    (lambda: QuantizerConfig(kind="fsq", fsq_levels=[4, 4.5]), ["quantizer.fsq_levels=4.5", "integer"]),
+    (lambda: QuantizerConfig(fsq_levels="444"), ["quantizer.fsq_levels", "list of integers"]),
+    (lambda: QuantizerConfig(fsq_levels=[4, 4, 4]), ["quantizer.fsq_levels", "kind='vq'"]),
+    (lambda: QuantizerConfig(kind="fsq", fsq_levels=[4, 4, 4], update="ema"), ["quantizer.update", "fsq"]),
+    (lambda: QuantizerConfig(kind="fsq", fsq_levels=[4, 4, 4], restart_threshold=1.0),
+     ["quantizer.restart_threshold", "fsq"]),
+    (lambda: QuantizerConfig(kind="fsq", fsq_levels=[4, 4, 4], gradient="rotation"), ["quantizer.gradient"]),
+    (lambda: QuantizerConfig(kind="fsq", fsq_levels=[4, 4, 4], lookup_dim=2), ["quantizer.lookup_dim"]),
+    (lambda: QuantizerConfig(reparam="orthogonal"), ["quantizer.reparam", "'affine'", "'linear'"]),
+    (lambda: QuantizerConfig(reparam="linear", update="ema"), ["quantizer.update='ema'", "reparam='linear'"]),
+    (lambda: QuantizerConfig(reparam="affine", update="ema"), ["quantizer.update='ema'", "reparam='affine'"]),
+    (lambda: QuantizerConfig(reparam="linear", restart_threshold=1.0), ["quantizer.restart_threshold", "SimVQ"]),
+    (lambda: QuantizerConfig(distance="manhattan"), ["quantizer.distance", "'euclidean'", "'cosine'"]),
+    (lambda: QuantizerConfig(lookup_dim=0), ["quantizer.lookup_dim=0"]),
+    (lambda: QuantizerConfig(lookup_dim=True), ["quantizer.lookup_dim=True"]),
+    (lambda: QuantizerConfig(gradient="gumbel"), ["quantizer.gradient", "'straight_through'", "'rotation'"]),
+    (lambda: RunConfig(quantizer=QuantizerConfig(kind="fsq", fsq_levels=[4, 4, 4]),
+                       train=TrainConfig(schedule="deferred", warmup_steps=10)),
+     ["train.reinit_at_switch", "fsq"]),
     (lambda: TrainConfig(schedule="late"), ["train.schedule", "joint", "deferred"]),
     (lambda: TrainConfig(schedule="joint", warmup_steps=5), ["train.warmup_steps", "joint"]),
     (lambda: TrainConfig(schedule="deferred", steps=100, warmup_steps=100), ["train.warmup_steps", "steps=100"]),

@@ -133,6 +133,29 @@ def test_grid_labels_expand_and_bad_shapes_fail():
         diagnose(z, idx + 7, c)
 
 
+@pytest.mark.parametrize("where, value", [("embeddings", float("nan")), ("embeddings", float("inf")),
+                                          ("codebook", float("nan")), ("codebook", float("-inf"))])
+def test_non_finite_embeddings_or_codebook_fail_naming_the_argument(where, value):
+    z, idx, c, _ = _random_case(n=200)
+    z, c = z.copy(), c.copy()
+    (z if where == "embeddings" else c)[3, 1] = value
+    with pytest.raises(ValueError, match=rf"invalid {where}: 1 non-finite value\(s\) \(NaN or Inf\), "
+                                         r"first in row\(s\) \[3\]"):
+        diagnose(z, idx, c)
+
+
+def test_indices_and_labels_must_be_integers():
+    z, idx, c, labels = _random_case(n=200)
+    with pytest.raises(ValueError, match=r"indices must be integers, got 200 non-integer value\(s\) such as"):
+        diagnose(z, idx + 0.5, c)
+    with pytest.raises(ValueError, match="labels must be integers"):
+        diagnose(z, idx, c, labels=labels + 0.25)
+    with pytest.raises(ValueError, match="indices must be integers, got dtype torch.bool"):
+        diagnose(z, idx > 3, c)
+    whole = diagnose(z, idx.astype(np.float64), c, labels=labels.astype(np.float32))
+    assert whole == diagnose(z, idx, c, labels=labels)          # whole-valued floats are the same integers
+
+
 def test_bounded_memory_on_large_input():
     # 200k x 512 codes through 4k-row chunks: the distance matrix never exceeds chunk x K
     gen = torch.Generator().manual_seed(0)

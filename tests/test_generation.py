@@ -90,3 +90,24 @@ def test_classifier_accuracy_on_digits_well_above_chance():
     assert acc > 0.85, f"held-out accuracy {acc:.3f} (chance 0.1)"
     clf2 = train_classifier(train.x, train.labels, steps=300, seed=0)
     assert all(torch.equal(p, q) for p, q in zip(clf.parameters(), clf2.parameters()))
+
+
+def test_run_pipelines_gives_identical_results_inline_and_in_the_pool():
+    """Chapter 6's pipelines go through the sweeps' executors; where a job ran never changes its result."""
+    from vqstudy import RunConfig
+    from vqstudy.generation import run_pipelines
+
+    base = RunConfig().replace(data={"name": "digits", "test_fraction": 0.2},
+                               model={"kind": "conv", "depth": 0, "width": 8, "latent_dim": 4, "downsample": 1},
+                               quantizer={"codebook_size": 16}, train={"steps": 20, "eval_every": 20})
+    configs = [base.replace(train={"seed": s}).to_dict() for s in (0, 1)]
+    kwargs = dict(n_samples=4, prior_steps=5, prior_batch=16, d_model=16, n_layers=1, n_heads=2)
+    inline = run_pipelines(configs, workers=1, **kwargs)
+    pooled = run_pipelines(configs, workers=2, **kwargs)
+    assert [o["final"] for o in inline] == [o["final"] for o in pooled]
+    for a, b in zip(inline, pooled):
+        assert torch.equal(a["samples"], b["samples"]) and torch.equal(a["sample_tokens"], b["sample_tokens"])
+        assert a["prior_nll_test"] == b["prior_nll_test"]
+    assert not torch.equal(inline[0]["samples"], inline[1]["samples"])
+    with pytest.raises(ValueError, match="invalid workers=0"):
+        run_pipelines(configs, workers=0, **kwargs)

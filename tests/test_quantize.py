@@ -28,6 +28,27 @@ def test_nearest_code_rejects_bad_input():
         nearest_code(torch.zeros(4, 3), torch.zeros(5, 3), chunk_size=0)
 
 
+def test_nearest_code_rejects_non_finite_rows_naming_the_argument():
+    x, c = torch.randn(6, 3), torch.randn(4, 3)
+    x[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"invalid x: 1 non-finite value\(s\) \(NaN or Inf\), first in row\(s\) \[2\]"):
+        nearest_code(x, c)
+    c[3, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"invalid codebook: .*row\(s\) \[3\]"):
+        nearest_code(torch.randn(6, 3), c)
+    with pytest.raises(ValueError, match="x must be a floating-point tensor, got dtype torch.int64"):
+        nearest_code(torch.zeros(6, 3, dtype=torch.long), torch.randn(4, 3))
+
+
+def test_nearest_code_compares_mixed_dtypes_in_the_wider_one():
+    gen = torch.Generator().manual_seed(0)
+    x, c = torch.randn(300, 5, generator=gen, dtype=torch.float64), torch.randn(20, 5, generator=gen)
+    idx, dist = nearest_code(x, c, return_distance=True)
+    ref_idx, ref_dist = nearest_code(x, c.double(), return_distance=True)
+    assert torch.equal(idx, ref_idx) and dist.dtype == torch.float64 and torch.equal(dist, ref_dist)
+    assert torch.equal(nearest_code(x.float(), c.double()), nearest_code(x.double(), c.double()))
+
+
 def test_straight_through_gradient_reaches_encoder():
     vq = VectorQuantizer(8, 4)
     vq.set_codebook(torch.randn(8, 4, generator=torch.Generator().manual_seed(1)))
@@ -62,6 +83,21 @@ def test_ema_update_matches_hand_computation():
     assert torch.allclose(vq.ema_count, torch.tensor([1.5, 1.0]))
     assert torch.allclose(vq.codebook.detach(), torch.tensor([[2.0 / 1.5], [9.5]]))
     assert not vq.codebook.requires_grad
+
+
+def test_ema_quantizes_with_the_codebook_before_its_update():
+    """Three codes, two vectors nearest code 0: the output is code 0 as it was when the indices were chosen."""
+    vq = VectorQuantizer(3, 1, update="ema", ema_decay=0.5, eps=0.0)
+    vq.set_codebook(torch.tensor([[0.0], [10.0], [20.0]]))
+    vq.train()
+    z = torch.tensor([[1.0], [2.0]])
+    out = vq(z)
+    assert out.indices.tolist() == [0, 0]
+    assert torch.equal(out.quantized, torch.tensor([[0.0], [0.0]]))          # old code 0, not the moved one
+    assert torch.allclose(out.loss, torch.tensor(0.25 * (1.0 + 4.0) / 2))    # commitment against the old code
+    # and the codebook did move: code 0 is the EMA of its old value and the batch mean 1.5
+    assert vq.codebook[0, 0].item() != 0.0
+    assert torch.equal(vq.codebook[1:], torch.tensor([[10.0], [20.0]]))
 
 
 def test_dead_code_restart_moves_unused_codes_to_data():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -117,6 +118,14 @@ def test_cli_rejects_bad_grids_and_arguments(tmp_path, capsys, grid_text, extra,
     assert not out.exists()
 
 
+def test_malformed_grid_yaml_is_one_line_naming_file_line_and_problem(tmp_path, capsys):
+    grid = write_grid(tmp_path / "grid.yaml", "base:\n  data: {n_per_cluster: 100\naxes:\n  train.seed: [0]\n")
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"vqstudy sweep: error: grid file {grid} is not valid YAML: line 3, column 5: expected ',' or '}}', "
+        "but got ':' (while parsing a flow mapping at line 2, column 9)\n")
+
+
 def test_cli_rejects_an_out_path_that_is_a_file(tmp_path, capsys):
     grid = write_grid(tmp_path / "grid.yaml", GOOD_GRID)
     (tmp_path / "out").write_text("not a folder")
@@ -228,12 +237,17 @@ def test_executor_failures_are_counted_but_not_stored(tmp_path):
     assert sw.run_sweep([TINY], store, executor="inline", progress=False).done == 1
 
 
-def test_corrupt_records_are_rerun_never_returned(tmp_path, capsys):
+def _two_stored_runs(tmp_path: Path) -> tuple[Path, list[RunConfig], Path, str]:
+    """A store with two runs: (store, configs, the first run's record, its text)."""
     store = tmp_path / "store"
     configs = [TINY, TINY.replace(train={"seed": 1})]
     sw.run_sweep(configs, store, executor="inline", progress=False)
     path = store / f"{sw.config_key(TINY)}.json"
-    good = path.read_text()
+    return store, configs, path, path.read_text()
+
+
+def test_corrupt_records_are_rerun_never_returned(tmp_path, capsys):
+    store, configs, path, good = _two_stored_runs(tmp_path)
     path.write_text(good[: len(good) // 2])                          # half-written
     (store / f".{path.name}.abc.tmp").write_text(good[:10])          # a stale temp file
     (store / "notes.json").write_text("{}")                           # not a record
@@ -248,6 +262,70 @@ def test_corrupt_records_are_rerun_never_returned(tmp_path, capsys):
     path.write_text(json.dumps(bad_key))
     with pytest.warns(UserWarning, match="does not hash to its key"):
         assert sw.read_record(path) is None
+
+
+def test_records_that_are_not_utf8_are_named_and_rerun(tmp_path, capsys):
+    store, configs, path, good = _two_stored_runs(tmp_path)
+    path.write_bytes(b"\xff\xfe" + good.encode()[2:])
+    with pytest.warns(UserWarning, match=rf"corrupt sweep record {path}: invalid UTF-8 text \(byte 0xff at position 0"):
+        frame = sw.load_results(store)
+    assert list(frame["key"]) == [sw.config_key(configs[1])]
+    with pytest.warns(UserWarning, match="invalid UTF-8 text"):
+        summary = sw.run_sweep(configs, store, executor="inline", progress=False)
+    assert (summary.done, summary.skipped) == (1, 1)
+    assert comparable(json.loads(path.read_text())) == comparable(json.loads(good))
+    grid = write_grid(tmp_path / "grid.yaml", f"base: {json.dumps(TINY_BASE)}\naxes:\n  train.seed: [0, 1]\n")
+    path.write_bytes(b"\xff")
+    with pytest.warns(UserWarning, match="invalid UTF-8 text"):
+        assert main(["sweep", str(grid), "--out", str(store), "--workers", "1"]) == 0
+    assert "sweep: 1 done, 1 skipped, 0 failed" in capsys.readouterr().err
+
+
+def test_the_next_run_removes_stale_temporary_files_only(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    name = f"{sw.config_key(TINY)}.json"
+    stale, fresh = store / f".{name}.a1b2c3d4.tmp", store / f".{name}.e5f6g7h8.tmp"
+    for path in (stale, fresh):
+        path.write_text('{"key": "half a rec')
+    then = time.time() - 2 * 3600                      # left by a write killed two hours ago
+    os.utime(stale, (then, then))
+    sw.run_sweep([TINY], store, executor="inline", progress=False)
+    assert sorted(p.name for p in store.iterdir()) == sorted([name, fresh.name])
+
+
+def test_a_run_claimed_elsewhere_is_waited_for_and_taken_once_stale(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    claim = store / f"{sw.config_key(TINY)}.claim"
+    claim.write_text(json.dumps({"host": "another-machine", "pid": 1, "since": time.time()}))
+    started = time.monotonic()
+    summary = sw.run_sweep([TINY, TINY.replace(train={"seed": 1})], store, executor="inline", progress=False,
+                           claim_timeout=3.0)
+    assert summary.done == 2 and time.monotonic() - started >= 3.0     # waited for the claim to go stale
+    assert sorted(p.suffix for p in store.iterdir()) == [".json", ".json"]  # no claim left behind
+
+
+def test_two_concurrent_sweeps_share_the_runs(tmp_path):
+    runs = 6
+    grid = write_grid(tmp_path / "grid.yaml", "base:\n  data: {n_per_cluster: 100}\n"
+                      "  train: {steps: 300, eval_every: 150, batch_size: 64}\n"
+                      "  quantizer: {codebook_size: 16}\n"
+                      f"axes:\n  train.seed: {list(range(runs))}\n")
+    out = tmp_path / "out"
+    first, second = _sweep_process(grid, out), _sweep_process(grid, out)
+    done = []
+    for proc in (first, second):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        summary = re.search(r"sweep: (\d+) done, (\d+) skipped, 0 failed", err)
+        assert summary, err
+        done.append(int(summary[1]))
+        assert int(summary[1]) + int(summary[2]) == runs
+    assert sum(done) == runs                            # each run computed once, by one of the two
+    records = stored(out)
+    assert len(records) == runs and all(r["status"] == "ok" for r in records.values())
+    assert sorted(p.suffix for p in out.iterdir()) == [".json"] * runs
 
 
 def test_sweep_default_store_is_fresh_and_recomputes(tmp_path, monkeypatch):

@@ -1,66 +1,22 @@
-"""Command line: ``vqstudy demo``, ``vqstudy train``, ``vqstudy config``, ``vqstudy diagnose``.
+"""Command line: ``vqstudy demo|train|config|diagnose|sweep|reproduce|book``, the package's top layer.
 
-Every subcommand calls the same public functions as the notebooks. Invalid
+Every subcommand calls the same public functions as the notebooks and is
+registered here, in :data:`SUBCOMMANDS`; no module imports this one. Invalid
 arguments stop before any work, with a message naming the argument; outputs
 are written atomically.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import RunConfig
-
-SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
-
-
-def subcommand(name: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
-    """Register ``vqstudy NAME``: its argument builder and its handler (returns an exit code)."""
-    def register(handler: Callable[[argparse.Namespace], int]):
-        SUBCOMMANDS[name] = (add_arguments, handler)
-        return handler
-    return register
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so no reader sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _int_at_least(low: int, what: str) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``low``, with a message naming what was expected."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
-        return value
-    return parse
-
-
-_positive = _int_at_least(1, "a positive integer")
-_seed = _int_at_least(0, "a non-negative integer seed")
+from . import book, sweep
+from .config import RunConfig, positive_int, seed_int
+from .io import read_json, write_atomic
 
 
 def parse_override(text: str) -> tuple[str, str, object]:
@@ -87,13 +43,12 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
 # --- demo ---------------------------------------------------------------------------------------
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=_positive, default=2000, help="optimizer steps per run (default 2000)")
-    p.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    p.add_argument("--codebook-size", type=_positive, default=64, help="K (default 64)")
+    p.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps per run (default 2000)")
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    p.add_argument("--codebook-size", type=positive_int, default=64, help="K (default 64)")
     p.add_argument("--json", metavar="PATH", help="also write every run's result to this JSON file")
 
 
-@subcommand("demo", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     """Train collapsing and healthy runs on the synthetic mixture and print their diagnostics."""
     from .tables import results_frame, summary_table
@@ -133,18 +88,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="PATH", help="write the result JSON here")
 
 
-@subcommand("train", _train_args)
 def _train(args: argparse.Namespace) -> int:
     """Train one run from a config file and print its final diagnostics."""
     from .diagnostics import scalar_metrics
     from .train import train
 
-    config = RunConfig()
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise ValueError(f"config file not found: {path}")
-        config = RunConfig.from_json(path.read_text())
+    config = RunConfig.from_dict(read_json(args.config, "config file")) if args.config else RunConfig()
     config = apply_overrides(config, args.set)
     result = train(config)
     print(f"status: {result.status}" + (f" ({result.reason})" if result.reason else ""))
@@ -156,8 +105,10 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if result.status == "ok" else 1
 
 
-@subcommand("config", lambda p: p.add_argument("--set", action="append", default=[],
-                                                 metavar="SECTION.FIELD=VALUE", help="override one field"))
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override one field")
+
+
 def _config(args: argparse.Namespace) -> int:
     """Print the default run config (with overrides) as JSON: a starting point for ``vqstudy train``."""
     print(json.dumps(apply_overrides(RunConfig(), args.set).to_dict(), indent=2, sort_keys=True))
@@ -175,10 +126,9 @@ def _diagnose_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", help="state-dict key (or key prefix) of the codebook when there are several")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("--report", metavar="DIR", help="also write a self-contained HTML page DIR/index.html")
-    p.add_argument("--chunk-rows", type=_positive, help="embeddings per chunk (default: from K, ~128 MB of distances)")
+    p.add_argument("--chunk-rows", type=positive_int, help="embeddings per chunk (default: from K, ~128 MB of distances)")
 
 
-@subcommand("diagnose", _diagnose_args)
 def _diagnose(args: argparse.Namespace) -> int:
     """Collapse report (tokens and embeddings) for a saved tokenizer: table, verdicts, --json, --report."""
     from .report import run
@@ -187,30 +137,88 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+# every subcommand: name -> (argument builder, handler returning the exit code)
+SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "demo": (_demo_args, _demo),
+    "train": (_train_args, _train),
+    "config": (_config_args, _config),
+    "diagnose": (_diagnose_args, _diagnose),
+    "sweep": (sweep.add_arguments, sweep.command),
+    "reproduce": (book._reproduce_args, book._reproduce),
+    "book": (book._book_args, book._book),
+}
+
+# One example per subcommand, shown under its --help (``vqstudy COMMAND --help``).
+EXAMPLES: dict[str, str] = {
+    "demo": "vqstudy demo --steps 2000 --seeds 0 1 2",
+    "train": "vqstudy config > run.json\n"
+             "  vqstudy train run.json --set train.schedule=deferred --set train.warmup_steps=1000 --out result.json",
+    "config": "vqstudy config --set quantizer.codebook_size=128 > run.json",
+    "diagnose": "vqstudy diagnose codebook.pt --embeddings z.npy --json report.json --report report/",
+    "sweep": "vqstudy sweep grid.yaml --out runs/my-sweep",
+    "reproduce": "vqstudy reproduce --profile quick",
+    "book": "vqstudy book",
+}
+
+
+def command_transcript(argv: list[str], cwd: str | Path, save_to: str | Path | None = None) -> str:
+    """Run ``vqstudy ARGV`` in ``cwd`` (so the printed paths are relative) and return ``$ command`` + its output.
+
+    With ``save_to``, also write the transcript there (the how-to page includes chapter 7's).
+    """
+    import contextlib
+    import os
+    import shlex
+
+    buf = io.StringIO()
+    before = Path.cwd()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(buf):
+            code = main(list(argv))
+    finally:
+        os.chdir(before)
+    if code != 0:
+        raise RuntimeError(f"vqstudy {shlex.join(argv)} exited with {code}")
+    text = f"$ vqstudy {shlex.join(argv)}\n{buf.getvalue()}"
+    if save_to is not None:
+        write_atomic(save_to, text)
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vqstudy", description="Representation collapse in vector quantization")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="vqstudy", description="Representation collapse in vector quantization: train, diagnose, sweep, "
+                                    "and rebuild the book.",
+        epilog="example: vqstudy demo --steps 2000 --seeds 0\nrun `vqstudy COMMAND --help` for each command",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (add_arguments, handler) in SUBCOMMANDS.items():
-        sp = sub.add_parser(name, help=(handler.__doc__ or "").strip().split("\n")[0])
+        summary = (handler.__doc__ or "").strip().split("\n")[0]
+        example = EXAMPLES.get(name)
+        sp = sub.add_parser(name, help=summary, description=summary,
+                            epilog=f"example:\n  {example}" if example else None,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         add_arguments(sp)
         sp.set_defaults(handler=handler)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `vqstudy`: show what it can do
+        parser.print_help()
+        return 0
     try:
         return args.handler(args)
     except ValueError as exc:
         print(f"vqstudy {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
-
-from . import book as _book  # noqa: F401,E402  registers `vqstudy reproduce` and `vqstudy book`
-
-
-from . import sweep as _sweep  # noqa: E402  after write_atomic/_positive exist; sweep imports them lazily
-subcommand("sweep", _sweep.add_arguments)(_sweep.command)  # here, not in sweep.py: `python -m vqstudy.cli` sees it
 
 
 if __name__ == "__main__":

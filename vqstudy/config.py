@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -18,6 +19,18 @@ ACTIVATIONS = ("relu", "gelu", "tanh")
 INITS = ("normal", "uniform", "kmeans", "data")
 INIT_SOURCES = ("encoder", "inputs")
 UPDATES = ("loss", "ema")
+QUANTIZER_KINDS = ("vq", "fsq")
+REPARAMS = ("none", "affine", "linear")
+DISTANCES = ("euclidean", "cosine")
+GRADIENTS = ("straight_through", "rotation")
+# QuantizerConfig fields that only say how the codebook is initialized; every other field is a
+# keyword argument of VectorQuantizer (VectorQuantizer.from_config), so a new field is added once
+INIT_FIELDS = ("init", "init_scale", "init_source", "kmeans_iters")
+OPTION_FIELDS = ("codebook_size", "update", "restart_threshold", "kind", "fsq_levels", "reparam", "distance",
+                 "lookup_dim", "gradient")  # the arguments of quantizer_option_problem
+# the fields that switch a collapse remedy on (off at their defaults: the plain quantizer)
+REMEDY_FIELDS = ("update", "restart_threshold", "kind", "fsq_levels", "reparam", "distance", "lookup_dim",
+                 "gradient")
 SCHEDULES = ("joint", "deferred")
 DEVICES = ("cpu", "cuda")
 
@@ -51,6 +64,39 @@ def _check_float(section: str, name: str, value: Any, low: float, high: float | 
         right = ")" if high_open else "]"
         hi = "inf" if high is None else repr(high)
         _fail(section, name, value, f"must lie in {left}{low!r}, {hi}{right}")
+
+
+def quantizer_option_problem(codebook_size: int, update: str, restart_threshold: float, kind: str,
+                             fsq_levels: tuple[int, ...], reparam: str, distance: str,
+                             lookup_dim: int | None, gradient: str) -> tuple[str, Any, str] | None:
+    """(field, value, why) for the first combination of remedies that makes no sense, else None.
+
+    One rule set for :class:`QuantizerConfig` and :class:`vqstudy.quantize.VectorQuantizer`.
+    """
+    if kind == "fsq":
+        if not fsq_levels:
+            return "fsq_levels", fsq_levels, "kind='fsq' needs the levels per dimension, e.g. [8, 5, 5, 5]"
+        if math.prod(fsq_levels) != codebook_size:
+            return ("codebook_size", codebook_size,
+                    f"kind='fsq' has an implicit codebook of prod(fsq_levels)={math.prod(fsq_levels)} codes; "
+                    "set codebook_size to that")
+        fixed = {"update": (update, "loss"), "restart_threshold": (restart_threshold, 0.0),
+                 "reparam": (reparam, "none"), "distance": (distance, "euclidean"),
+                 "lookup_dim": (lookup_dim, None), "gradient": (gradient, "straight_through")}
+        for name, (value, only) in fixed.items():
+            if value != only:
+                return name, value, ("kind='fsq' has no codebook to update, restart, reparameterize, search "
+                                     f"or rotate onto; must be {only!r}")
+        return None
+    if fsq_levels:
+        return "fsq_levels", fsq_levels, "levels apply only to kind='fsq'; must be empty for kind='vq'"
+    if update == "ema" and reparam != "none":
+        return ("update", update, f"EMA sets each code to the mean of its vectors, which reparam={reparam!r} "
+                "(a learned map of the codes) contradicts; use update='loss'")
+    if restart_threshold > 0 and reparam == "linear":
+        return ("restart_threshold", restart_threshold,
+                "reparam='linear' (SimVQ) keeps its base codebook frozen, so dead codes cannot be restarted; must be 0")
+    return None
 
 
 class _Section:
@@ -135,6 +181,17 @@ class QuantizerConfig(_Section):
     ``init_source`` says which vectors ``kmeans``/``data`` inits see: the
     encoder's outputs or the raw inputs (then latent_dim must equal the input
     dimension).
+
+    The remedies for codebook collapse besides EMA, restart and deferred
+    quantization (defaults: none of them, the plain quantizer):
+    ``reparam='affine'`` (codes = scale * raw + shift, per dimension, Huh et
+    al. 2023), ``reparam='linear'`` (SimVQ: frozen base codebook C, codes =
+    C W, Zhu et al. 2024), ``distance='cosine'`` and/or ``lookup_dim`` (the
+    search on l2-normalized codes in a projected space, ViT-VQGAN),
+    ``gradient='rotation'`` (the rotation trick, Fifty et al. 2024), and
+    ``kind='fsq'`` with ``fsq_levels`` (finite scalar quantization, Mentzer
+    et al. 2024; codebook_size must be prod(fsq_levels), and the init fields
+    are not used: FSQ has no codebook to initialize).
     """
     SECTION = "quantizer"
     codebook_size: int = 64
@@ -148,6 +205,12 @@ class QuantizerConfig(_Section):
     restart_threshold: float = 0.0  # dead-code restart off when 0
     restart_every: int = 100
     chunk_size: int = 8192
+    kind: str = "vq"
+    fsq_levels: tuple[int, ...] = ()
+    reparam: str = "none"
+    distance: str = "euclidean"
+    lookup_dim: int | None = None  # None: search in the encoder's space, no projection
+    gradient: str = "straight_through"
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -163,6 +226,29 @@ class QuantizerConfig(_Section):
         _check_float(s, "restart_threshold", self.restart_threshold, 0.0)
         _check_int(s, "restart_every", self.restart_every, 1)
         _check_int(s, "chunk_size", self.chunk_size, 1)
+        _check_choice(s, "kind", self.kind, QUANTIZER_KINDS)
+        if not isinstance(self.fsq_levels, (list, tuple)) or isinstance(self.fsq_levels, str):
+            _fail(s, "fsq_levels", self.fsq_levels, "must be a list of integers >= 3")
+        object.__setattr__(self, "fsq_levels", tuple(self.fsq_levels))  # JSON lists compare equal after a round trip
+        for level in self.fsq_levels:
+            # a level of 2 cannot be centred by FSQ's bound (vector-quantize-pytorch refuses it too)
+            _check_int(s, "fsq_levels", level, 3)
+        _check_choice(s, "reparam", self.reparam, REPARAMS)
+        _check_choice(s, "distance", self.distance, DISTANCES)
+        if self.lookup_dim is not None:
+            _check_int(s, "lookup_dim", self.lookup_dim, 1)
+        _check_choice(s, "gradient", self.gradient, GRADIENTS)
+        problem = quantizer_option_problem(**self.module_kwargs(only=OPTION_FIELDS))
+        if problem is not None:
+            _fail(s, *problem)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "fsq_levels": list(self.fsq_levels)}  # as JSON gives it back
+
+    def module_kwargs(self, only: Iterable[str] | None = None) -> dict[str, Any]:
+        """Keyword arguments of :class:`vqstudy.quantize.VectorQuantizer` (every field but the init ones)."""
+        names = [f.name for f in dataclasses.fields(self) if f.name not in INIT_FIELDS]
+        return {n: getattr(self, n) for n in names if only is None or n in only}
 
 
 @dataclass(frozen=True)
@@ -230,6 +316,9 @@ class RunConfig:
                 raise ValueError(
                     "invalid quantizer.init_source='inputs': needs an mlp on the gaussian_mixture "
                     f"with model.latent_dim == data.dim (got {self.model.latent_dim} vs {self.data.dim})")
+        if self.quantizer.kind == "fsq" and self.train.schedule == "deferred" and self.train.reinit_at_switch:
+            raise ValueError("invalid train.reinit_at_switch=True: quantizer.kind='fsq' has no codebook to "
+                             "re-initialize at the switch; set it to false")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name).to_dict() for name in self.SECTIONS}
@@ -259,3 +348,24 @@ class RunConfig:
                 raise ValueError(f"unknown section {section!r}; allowed sections are {', '.join(self.SECTIONS)}")
             merged[section].update(fields_)
         return RunConfig.from_dict(merged)
+
+
+# --- command-line integer arguments (shared by every subcommand) ------------------------------------
+
+def int_at_least(low: int, what: str):
+    """An argparse ``type``: an integer >= ``low``, with a message naming what was expected."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+    return parse
+
+
+positive_int = int_at_least(1, "a positive integer")
+seed_int = int_at_least(0, "a non-negative integer seed")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy.spatial.distance import pdist
 
-from .quantize import _check_chunk
+from .quantize import _check_chunk, check_finite
 
 EXPLAINED_VARIANCE = 0.99
 
@@ -33,11 +33,24 @@ def _as_tensor(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
     return t.to(dtype) if dtype is not None else t
 
 
+def _as_integers(x: Any, name: str) -> torch.Tensor:
+    """``x`` flattened to int64; floats must hold whole numbers (truncating 2.7 to 2 would hide a bug)."""
+    t = _as_tensor(x).reshape(-1)
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{name} must be integers, got dtype {t.dtype}")
+    if t.is_floating_point():
+        bad = ~(torch.isfinite(t) & (t == t.round()))
+        if bool(bad.any()):
+            raise ValueError(f"{name} must be integers, got {int(bad.sum())} non-integer value(s) "
+                             f"such as {t[bad][0].item()!r}")
+    return t.long()
+
+
 # --- usage --------------------------------------------------------------------------------------
 
 def usage_counts(indices: Any, codebook_size: int) -> torch.Tensor:
     """How many vectors each code received (float64, length K)."""
-    idx = _as_tensor(indices).reshape(-1).long().cpu()
+    idx = _as_integers(indices, "indices").cpu()
     if idx.numel() and (idx.min() < 0 or idx.max() >= codebook_size):
         raise ValueError(f"indices must lie in [0, {codebook_size}), got range "
                          f"[{int(idx.min())}, {int(idx.max())}]")
@@ -214,7 +227,7 @@ def scale_free_metrics(codebook: Any, counts: torch.Tensor, embed_mean: Any, emb
 # --- labels -------------------------------------------------------------------------------------
 
 def _expand_labels(labels: Any, n_vectors: int) -> torch.Tensor:
-    lab = _as_tensor(labels).reshape(-1).long().cpu()
+    lab = _as_integers(labels, "labels").cpu()
     if lab.numel() == n_vectors:
         return lab
     if lab.numel() and n_vectors % lab.numel() == 0:  # one label per image, many vectors per image
@@ -297,7 +310,10 @@ def diagnose(embeddings: Any, indices: Any, codebook: Any, labels: Any = None,
     each was assigned (any shape with the same number of vectors);
     ``codebook``: (K, D) (a leading axis of size 1 is dropped); ``labels``: one
     per vector, or one per item when each item holds a grid of vectors.
-    Returns a flat dict of numbers (plus the spectra as lists).
+    Returns a flat dict of numbers (plus the spectra as lists). Embeddings and
+    codebook are measured in float32 and must be finite (a diverged model has
+    no diagnostics); indices and labels must be integers (whole-valued floats
+    are accepted). Each violation is a ValueError naming the argument.
     """
     _check_chunk(chunk_size)
     z = _as_tensor(embeddings).float()
@@ -307,8 +323,11 @@ def diagnose(embeddings: Any, indices: Any, codebook: Any, labels: Any = None,
         c = c[0]
     if c.ndim != 2 or c.shape[1] != z.shape[1]:
         raise ValueError(f"codebook must be (K, {z.shape[1]}) to match the embeddings, got {tuple(c.shape)}")
+    why = "the diagnostics of a diverged model are undefined"
+    check_finite("embeddings", z, why)
+    check_finite("codebook", c, why)
     k = c.shape[0]
-    idx = _as_tensor(indices).reshape(-1).long()
+    idx = _as_integers(indices, "indices")
     if idx.numel() != z.shape[0]:
         raise ValueError(f"got {idx.numel()} indices for {z.shape[0]} embeddings")
     counts = usage_counts(idx, k)

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .executors import ExecutorSpec, default_scheduler, run_jobs
+from .repro import adam
 from .train import EVAL_BATCH, VQAutoencoder
 
 
@@ -48,7 +50,7 @@ def decode_tokens(model: VQAutoencoder, tokens: torch.Tensor) -> torch.Tensor:
     """Images (N, C, H, W) decoded from token grids (N, h, w) (eval mode, batched)."""
     was_training = model.training
     model.eval()
-    codebook = model.quantizer.codebook.detach()
+    codebook = model.quantizer.codes().detach()
     out = torch.cat([model.decoder(F.embedding(tokens[i:i + EVAL_BATCH].to(codebook.device), codebook))
                      for i in range(0, tokens.shape[0], EVAL_BATCH)])
     model.train(was_training)
@@ -145,7 +147,7 @@ def fit_prior(tokens: torch.Tensor, vocab_size: int, steps: int = 600, batch_siz
     torch.manual_seed(seed)
     prior = TokenPrior(vocab_size, flat.shape[1], d_model, n_layers, n_heads).to(device)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=0.01)
+    opt = adam(prior.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     data = flat.to(device)
     losses = []
@@ -204,7 +206,7 @@ def train_classifier(x: torch.Tensor, labels: torch.Tensor, steps: int = 800, ba
     torch.manual_seed(seed)
     clf = FeatureClassifier(x.shape[1], int(labels.max()) + 1, width).to(device)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    opt = torch.optim.Adam(clf.parameters(), lr=lr)
+    opt = adam(clf.parameters(), lr=lr)
     xd, yd = x.to(device), labels.long().to(device)
     clf.train()
     for _ in range(steps):
@@ -344,15 +346,20 @@ def tokenizer_prior_samples(config_dict: dict[str, Any], n_samples: int, prior_s
     }
 
 
-def run_pipelines(config_dicts: list[dict[str, Any]], workers: int = 2, **kwargs: Any) -> list[dict[str, Any]]:
-    """:func:`tokenizer_prior_samples` for each config, in a spawn process pool of ``workers`` (1: in this
-    process); results in config order. Each job is deterministic given its config, wherever it runs."""
-    if workers <= 1:
-        return [tokenizer_prior_samples(c, **kwargs) for c in config_dicts]
-    import concurrent.futures as cf
-    import multiprocessing
+def run_pipelines(config_dicts: list[dict[str, Any]], workers: int = 2, executor: ExecutorSpec = None,
+                  **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`tokenizer_prior_samples` for each config; results in config order.
 
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(config_dicts)),
-                                mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(tokenizer_prior_samples, c, **kwargs) for c in config_dicts]
-        return [f.result() for f in futures]
+    Runs go where the sweeps' do (:func:`vqstudy.executors.run_jobs`): ``executor``
+    None means the Dask cluster of ``$VQSTUDY_SCHEDULER`` if set, else a spawn
+    process pool of ``workers`` (1: in this process). Each job is
+    deterministic given its config, wherever it runs. The first failure in
+    config order is raised once every job has ended.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"invalid workers={workers!r}: must be an integer >= 1")
+    if executor is None and workers == 1 and default_scheduler() is None:
+        executor = "inline"
+    futures = dict(run_jobs(tokenizer_prior_samples, enumerate((c,) for c in config_dicts), executor,
+                            min(workers, max(len(config_dicts), 1)), kwargs))
+    return [futures[i].result() for i in range(len(config_dicts))]

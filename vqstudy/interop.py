@@ -126,7 +126,7 @@ def train_with_vector_quantize(config: RunConfig, vq_kwargs: dict[str, Any], eva
 
     from .data import load_dataset
     from .models import build_autoencoder
-    from .repro import make_deterministic
+    from .repro import adam, make_deterministic
 
     tc = config.train
     if not 0 <= warmup_steps < tc.steps:
@@ -137,7 +137,7 @@ def train_with_vector_quantize(config: RunConfig, vq_kwargs: dict[str, Any], eva
     encoder, decoder = build_autoencoder(config.model, tuple(data.x.shape[1:]))
     vq = VectorQuantize(dim=config.model.latent_dim, codebook_size=config.quantizer.codebook_size, **vq_kwargs)
     modules = nn.ModuleList([encoder, decoder, vq]).to(tc.device)
-    opt = torch.optim.Adam([p for p in modules.parameters() if p.requires_grad], lr=tc.lr)
+    opt = adam([p for p in modules.parameters() if p.requires_grad], lr=tc.lr)
     tracker = CollapseTracker(eval_every, labels=labels)
 
     def record(step: int) -> None:

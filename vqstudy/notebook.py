@@ -9,54 +9,95 @@ writes ``results/<chapter>.json`` for the book's paper-vs-ours table.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .io import write_atomic
 from .repro import environment, make_deterministic
 
 PROFILES = ("quick", "full")
 VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here")
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+RESULTS_ENV = "VQSTUDY_RESULTS_DIR"
+# Fields of a results file that describe one execution rather than its numbers.
+VOLATILE_FIELDS = ("environment", "wall_time_s")
+
+
+def results_dir(start: Path | None = None) -> Path:
+    """Where a chapter writes its results file.
+
+    ``$VQSTUDY_RESULTS_DIR`` when set (the tests point it at a temporary
+    folder); else ``results/`` of the book the chapter runs in, found by
+    walking up from the working directory to the folder holding
+    ``_config.yml`` and ``notebooks/``; else ``./results``. Never the folder
+    the package is installed in: a second clone, or a plain ``pip install``,
+    must not write into someone else's results.
+    """
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV])
+    return book_path("results", start)
+
+
+def book_path(relative: str, start: Path | None = None) -> Path:
+    """``relative`` inside the book the chapter runs in (the folder holding ``_config.yml`` and
+    ``notebooks/``, found from the working directory), else inside the working directory."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").is_file() and (folder / "notebooks").is_dir():
+            return folder / relative
+    return here / relative
+
+
+class ParameterError(ValueError):
+    """An invalid chapter parameter (raised by the ``check_*`` functions).
+
+    In a notebook its traceback is its message alone (IPython's
+    ``_render_traceback_``), so under Jupyter or ``papermill -p profile bogus``
+    the reason is the last line a reader sees, not the end of a stack of frames.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
     if value not in allowed:
-        raise ValueError(f"parameter {name}={value!r} is invalid: allowed values are "
+        raise ParameterError(f"parameter {name}={value!r} is invalid: allowed values are "
                          + ", ".join(repr(a) for a in allowed))
     return value
 
 
 def check_int(name: str, value: Any, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"parameter {name}={value!r} is invalid: expected an integer >= {low}")
+        raise ParameterError(f"parameter {name}={value!r} is invalid: expected an integer >= {low}")
     return value
 
 
 def check_ints(name: str, values: Any, low: int = 0, min_len: int = 1) -> list[int]:
     """A list of distinct integers >= low with at least ``min_len`` entries (seeds, sizes, depths)."""
     if not isinstance(values, (list, tuple)) or len(values) < min_len:
-        raise ValueError(f"parameter {name}={values!r} is invalid: expected a list of at least "
+        raise ParameterError(f"parameter {name}={values!r} is invalid: expected a list of at least "
                          f"{min_len} integers")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"parameter {name}={values!r} is invalid: entry {v!r} is not an integer >= {low}")
+            raise ParameterError(f"parameter {name}={values!r} is invalid: entry {v!r} is not an integer >= {low}")
     if len(set(values)) != len(values):
-        raise ValueError(f"parameter {name}={values!r} is invalid: entries must be distinct")
+        raise ParameterError(f"parameter {name}={values!r} is invalid: entries must be distinct")
     return list(values)
 
 
 def check_floats(name: str, values: Any, min_len: int = 1) -> list[float]:
     """A list of distinct positive numbers (init scales, ratios)."""
     if not isinstance(values, (list, tuple)) or len(values) < min_len:
-        raise ValueError(f"parameter {name}={values!r} is invalid: expected a list of at least "
+        raise ParameterError(f"parameter {name}={values!r} is invalid: expected a list of at least "
                          f"{min_len} positive numbers")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(f"parameter {name}={values!r} is invalid: entry {v!r} is not a positive number")
+            raise ParameterError(f"parameter {name}={values!r} is invalid: entry {v!r} is not a positive number")
     if len(set(values)) != len(values):
-        raise ValueError(f"parameter {name}={values!r} is invalid: entries must be distinct")
+        raise ParameterError(f"parameter {name}={values!r} is invalid: entries must be distinct")
     return [float(v) for v in values]
 
 
@@ -65,21 +106,20 @@ def check_device(device: Any) -> str:
     if device == "cuda":
         import torch
         if not torch.cuda.is_available():
-            raise ValueError("parameter device='cuda' is invalid here: no CUDA device is available; use 'cpu'")
+            raise ParameterError("parameter device='cuda' is invalid here: no CUDA device is available; use 'cpu'")
     return device
 
 
 def setup(seed: int = 0, threads: int = 1) -> None:
-    """Deterministic torch, a quiet and consistent plotting style, stable pandas printing."""
-    import matplotlib
+    """Deterministic torch, the book's plotting style (:mod:`vqstudy.style`), stable pandas printing."""
     import pandas as pd
-    import seaborn as sns
+
+    from . import style
 
     make_deterministic(seed, threads)
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    matplotlib.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.max_open_warning": 0})
+    style.apply()
     pd.set_option("display.precision", 3)
-    pd.set_option("display.width", 160)
+    pd.set_option("display.width", 100)      # printed tables wrap instead of scrolling sideways
     pd.set_option("display.max_columns", 30)
 
 
@@ -117,6 +157,12 @@ class Claims:
             print(f"{v.claim}: {v.verdict.upper()} - {v.statement}")
             print(f"    evidence: {v.evidence}")
 
+    def show(self) -> None:
+        """Display the chapter's verdicts as one admonition (HTML output, plain-text fallback)."""
+        from IPython.display import display
+
+        display(VerdictBox(self.chapter, list(self.verdicts)))
+
     def expect(self, expected: dict[str, str]) -> None:
         """Fail unless each claim got the verdict the chapter's prose states."""
         got: dict[str, list[str]] = {}
@@ -130,10 +176,14 @@ class Claims:
 
     def write(self, parameters: dict[str, Any], numbers: dict[str, Any] | None = None,
               directory: Path | None = None) -> Path:
-        """Write ``results/<chapter>.json`` atomically and return its path."""
-        from .cli import write_atomic
+        """Write ``<results dir>/<chapter>.json`` atomically and return its path.
 
-        path = (directory or RESULTS_DIR) / f"{self.chapter}.json"
+        A rerun that reproduces the same parameters, claims and numbers keeps
+        the existing file (and so its record of when, where and how fast the
+        numbers were first made): only a change of results rewrites it, so
+        rerunning the main job leaves the tree as it was.
+        """
+        path = Path(directory or results_dir()) / f"{self.chapter}.json"
         record = {
             "chapter": self.chapter,
             "parameters": _plain(parameters),
@@ -142,8 +192,53 @@ class Claims:
             "environment": environment(),
             "wall_time_s": round(time.perf_counter() - self.started, 1),
         }
-        write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+        if not _same_results(path, record):
+            write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
         return path
+
+
+def _same_results(path: Path, record: dict[str, Any]) -> bool:
+    """Whether ``path`` already holds ``record`` up to its volatile (per-execution) fields."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    strip = lambda r: {k: v for k, v in r.items() if k not in VOLATILE_FIELDS}  # noqa: E731
+    return isinstance(old, dict) and strip(old) == strip(json.loads(json.dumps(record)))
+
+
+BADGE_CLASSES = {"reproduced": "success", "partly": "warning", "not reproduced": "danger",
+                 "not testable here": "secondary"}
+
+
+@dataclass
+class VerdictBox:
+    """The verdicts of one chapter as a reader sees them: a badge, the claim and its evidence per line."""
+    chapter: str
+    verdicts: list[Verdict]
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        items = []
+        for v in self.verdicts:
+            kind = BADGE_CLASSES[v.verdict]
+            items.append(
+                f'<li><span class="sd-badge sd-bg-{kind} sd-bg-text-{kind}">{escape(v.verdict)}</span> '
+                f'<a href="../book/claims.html#claim-{v.claim.lower()}"><strong>{escape(v.claim)}</strong></a>'
+                f" — {escape(v.statement)}.<br><span class=\"vq-evidence\">{escape(v.evidence)}</span></li>")
+        return ('<div class="admonition note vq-verdicts"><p class="admonition-title">Verdicts of this '
+                f'chapter</p><ul>{"".join(items)}</ul><p class="vq-evidence">Recorded in '
+                f"<code>results/{escape(self.chapter)}.json</code>; all chapters: "
+                '<a href="../book/claims.html">Claims</a>.</p></div>')
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"**Verdicts of this chapter** (recorded in `results/{self.chapter}.json`)", ""]
+        lines += [f"- **{v.claim}: {v.verdict}** — {v.statement}. {v.evidence}" for v in self.verdicts]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{v.claim}: {v.verdict} - {v.statement}" for v in self.verdicts)
 
 
 def _plain(obj: Any) -> Any:

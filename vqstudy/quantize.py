@@ -8,10 +8,14 @@ distance matrix never exceeds ``chunk_size x K``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .config import (DISTANCES, GRADIENTS, QUANTIZER_KINDS, REPARAMS, QuantizerConfig,
+                     quantizer_option_problem)
 
 
 def _check_chunk(chunk_size: int) -> None:
@@ -26,16 +30,44 @@ def _check_vectors(x: torch.Tensor, codebook: torch.Tensor) -> None:
         raise ValueError(f"dimension mismatch: vectors have {x.shape[1]}, codes have {codebook.shape[1]}")
 
 
+def check_finite(name: str, values: torch.Tensor, why: str) -> None:
+    """ValueError naming ``name`` (and its first bad rows) when ``values`` holds NaN or Inf."""
+    bad = ~torch.isfinite(values)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad.reshape(values.shape[0], -1).any(1)).flatten()[:5].tolist() if values.ndim else []
+        raise ValueError(f"invalid {name}: {int(bad.sum())} non-finite value(s) (NaN or Inf)"
+                         + (f", first in row(s) {rows}" if rows else "") + f": {why}")
+
+
 @torch.no_grad()
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor, chunk_size: int = 8192,
                  return_distance: bool = False):
     """Index of the nearest code (squared Euclidean) for each row of ``x``.
 
     Ties go to the lowest index. With ``return_distance`` also returns the
-    squared distance to that code (clamped at 0).
+    squared distance to that code (clamped at 0). Both must be floating point
+    and finite (a NaN row has no nearest code: ValueError naming the
+    argument); when their dtypes differ both are converted to the wider one
+    (``torch.promote_types``, e.g. float64 rows against a float32 codebook
+    are compared in float64), and the distances come in that dtype.
     """
     _check_chunk(chunk_size)
     _check_vectors(x, codebook)
+    for name, t in (("x", x), ("codebook", codebook)):
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+        check_finite(name, t, "a NaN or Inf row has no nearest code")
+    if x.dtype != codebook.dtype:
+        wide = torch.promote_types(x.dtype, codebook.dtype)
+        x, codebook = x.to(wide), codebook.to(wide)
+    return _nearest(x, codebook, chunk_size, return_distance)
+
+
+@torch.no_grad()
+def _nearest(x: torch.Tensor, codebook: torch.Tensor, chunk_size: int, return_distance: bool = False):
+    """:func:`nearest_code` without the value checks: the training loop's own calls, whose inputs are
+    float32 by construction and whose non-finite values are reported as divergence, not raised."""
+    _check_chunk(chunk_size)
     c_sq = codebook.pow(2).sum(1)
     idx = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     dist = torch.empty(x.shape[0], dtype=x.dtype, device=x.device) if return_distance else None
@@ -104,7 +136,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 20, seed: int = 0, chunk_size: 
         seed_rows = x[pick]
     centers = kmeans_plus_plus(seed_rows, k, gen, chunk_size)
     for _ in range(iters):
-        idx, dist = nearest_code(x, centers, chunk_size, return_distance=True)
+        idx, dist = _nearest(x, centers, chunk_size, return_distance=True)
         sums, counts = _scatter_mean_parts(x, idx, k)
         empty = counts == 0
         centers = torch.where(empty[:, None], centers, sums / counts.clamp_min(1)[:, None])
@@ -142,6 +174,27 @@ def initial_codebook(kind: str, k: int, dim: int, generator: torch.Generator,
     raise ValueError(f"invalid init={kind!r}: allowed values are 'normal', 'uniform', 'kmeans', 'data'")
 
 
+def rotate_to(src: torch.Tensor, tgt: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The rotation trick (Fifty et al. 2024, sec. 4.2): ``tgt`` in value, gradients to ``src`` through a rotation.
+
+    Each row e of ``src`` is mapped onto its row q of ``tgt`` by the rotation R that
+    takes e/||e|| to q/||q|| and the rescale ||q||/||e||, both treated as constants:
+    R e = e - 2 (e.w) w + 2 (e.u) q_hat with u = e/||e||, q_hat = q/||q||, w = the
+    unit vector of u + q_hat. The backward pass therefore turns the decoder's
+    gradient by R^T instead of copying it (straight-through).
+    """
+    src_norm = src.norm(dim=-1, keepdim=True)
+    tgt_norm = tgt.norm(dim=-1, keepdim=True)
+    u = (src / src_norm.clamp_min(eps)).detach()
+    q_hat = (tgt / tgt_norm.clamp_min(eps)).detach()
+    w = F.normalize(u + q_hat, dim=-1, eps=eps)
+    rotated = src - 2 * (src * w).sum(-1, keepdim=True) * w + 2 * (src * u).sum(-1, keepdim=True) * q_hat
+    return rotated * (tgt_norm / src_norm.clamp_min(eps)).detach()
+
+
+FSQ_BOUND_EPS = 1e-3  # FSQ's bound keeps tanh off the outermost rounding boundary by this fraction
+
+
 @dataclass
 class QuantizerOutput:
     quantized: torch.Tensor          # same shape as the input; straight-through gradients
@@ -159,40 +212,130 @@ class VectorQuantizer(nn.Module):
     Dead-code restart (``restart_threshold > 0``) replaces, every
     ``restart_every`` training calls, codes used fewer than that many times
     with random vectors of the current batch.
+
+    The other collapse remedies, all off by default (then the arithmetic is
+    exactly the plain quantizer's): ``reparam='affine'`` codes = scale * raw +
+    shift with per-dimension scale and shift shared by all codes (Huh et al.
+    2023); ``reparam='linear'`` codes = C W with the raw codebook C frozen and
+    W learned, so all codes move together (SimVQ); ``distance='cosine'``
+    searches l2-normalized vectors and codes, and ``lookup_dim`` searches in a
+    learned projection and maps the code back (ViT-VQGAN); ``gradient=
+    'rotation'`` passes the decoder's gradient to the encoder by the rotation
+    trick (:func:`rotate_to`); ``kind='fsq'`` replaces the codebook by
+    rounding each of ``len(fsq_levels)`` bounded dimensions to its levels (an
+    implicit codebook of prod(fsq_levels) codes, no loss). ``codebook`` holds
+    the raw codes in the lookup space; :meth:`codes` gives what each index
+    decodes to, for the diagnostics.
     """
 
     def __init__(self, codebook_size: int, dim: int, beta: float = 0.25, update: str = "loss",
                  ema_decay: float = 0.99, chunk_size: int = 8192, restart_threshold: float = 0.0,
-                 restart_every: int = 100, eps: float = 1e-5):
+                 restart_every: int = 100, eps: float = 1e-5, *, kind: str = "vq",
+                 fsq_levels: tuple[int, ...] = (), reparam: str = "none", distance: str = "euclidean",
+                 lookup_dim: int | None = None, gradient: str = "straight_through"):
         super().__init__()
         if update not in ("loss", "ema"):
             raise ValueError(f"invalid update={update!r}: allowed values are 'loss', 'ema'")
+        for name, value, allowed in (("kind", kind, QUANTIZER_KINDS), ("reparam", reparam, REPARAMS),
+                                     ("distance", distance, DISTANCES), ("gradient", gradient, GRADIENTS)):
+            if value not in allowed:
+                raise ValueError(f"invalid {name}={value!r}: allowed values are {', '.join(map(repr, allowed))}")
+        fsq_levels = tuple(fsq_levels)
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 3 for n in fsq_levels):
+            raise ValueError(f"invalid fsq_levels={fsq_levels!r}: must be integers >= 3")
+        if lookup_dim is not None and (isinstance(lookup_dim, bool) or not isinstance(lookup_dim, int)
+                                       or lookup_dim < 1):
+            raise ValueError(f"invalid lookup_dim={lookup_dim!r}: must be None or a positive integer")
+        problem = quantizer_option_problem(codebook_size, update, restart_threshold, kind, fsq_levels, reparam,
+                                           distance, lookup_dim, gradient)
+        if problem is not None:
+            raise ValueError("invalid {}={!r}: {}".format(*problem))
         _check_chunk(chunk_size)
         self.codebook_size, self.dim = codebook_size, dim
         self.beta, self.update, self.ema_decay, self.eps = beta, update, ema_decay, eps
         self.chunk_size = chunk_size
         self.restart_threshold, self.restart_every = restart_threshold, restart_every
+        self.kind, self.fsq_levels, self.reparam, self.distance = kind, fsq_levels, reparam, distance
+        self.lookup_dim, self.gradient = lookup_dim, gradient
+        self.code_dim = len(fsq_levels) if kind == "fsq" else (lookup_dim or dim)
         self.enabled = True
-        self.codebook = nn.Parameter(torch.zeros(codebook_size, dim), requires_grad=(update == "loss"))
+        self.restarts = 0  # total codes restarted
+        # Projections to the lookup space only when asked for (or FSQ's dimension differs): the plain
+        # quantizer gets no extra parameters and draws nothing from the random stream.
+        projected = lookup_dim is not None or self.code_dim != dim
+        self.project_in = nn.Linear(dim, self.code_dim) if projected else None
+        self.project_out = nn.Linear(self.code_dim, dim) if projected else None
+        if kind == "fsq":
+            self.register_buffer("fsq_level_counts", torch.tensor(fsq_levels, dtype=torch.int32))
+            self.register_buffer("fsq_basis", torch.cumprod(torch.tensor((1,) + fsq_levels[:-1]), 0,
+                                                            dtype=torch.int32))
+            return
+        learn_raw = update == "loss" and reparam != "linear"
+        self.codebook = nn.Parameter(torch.zeros(codebook_size, self.code_dim), requires_grad=learn_raw)
+        if reparam == "affine":  # vqtorch's learned affine: scale = 1, shift = 0 at the start
+            self.affine_scale = nn.Parameter(torch.ones(self.code_dim))
+            self.affine_shift = nn.Parameter(torch.zeros(self.code_dim))
+        elif reparam == "linear":  # identity at the start, so the remedy begins from the configured codebook
+            self.linear_map = nn.Parameter(torch.eye(self.code_dim))
         self.register_buffer("ema_count", torch.ones(codebook_size))
-        self.register_buffer("ema_sum", torch.zeros(codebook_size, dim))
+        self.register_buffer("ema_sum", torch.zeros(codebook_size, self.code_dim))
         self.register_buffer("usage_since_restart", torch.zeros(codebook_size))
         self.calls_since_restart = 0
-        self.restarts = 0  # total codes restarted
+
+    @classmethod
+    def from_config(cls, config: QuantizerConfig, dim: int) -> "VectorQuantizer":
+        """The quantizer a config section describes, for encoder outputs of dimension ``dim``."""
+        return cls(dim=dim, **config.module_kwargs())
 
     @torch.no_grad()
     def set_codebook(self, codes: torch.Tensor) -> None:
-        """Replace the codebook (and reset EMA / restart state to match it)."""
+        """Replace the raw codebook (K, code_dim) and reset EMA / restart state and any
+        reparameterization to the identity, so the codes in use are ``codes``."""
+        if self.kind == "fsq":
+            raise ValueError("kind='fsq' has no codebook to set: its codes are the grid of fsq_levels")
         if codes.shape != self.codebook.shape:
             raise ValueError(f"codebook shape {tuple(codes.shape)} != {tuple(self.codebook.shape)}")
         self.codebook.copy_(codes)
+        if self.reparam == "affine":
+            self.affine_scale.fill_(1.0)
+            self.affine_shift.zero_()
+        elif self.reparam == "linear":
+            self.linear_map.copy_(torch.eye(self.code_dim))
         self.ema_count.fill_(1.0)
         self.ema_sum.copy_(codes)
         self.usage_since_restart.zero_()
         self.calls_since_restart = 0
 
+    def lookup_codebook(self) -> torch.Tensor:
+        """The codes the search compares against (K, code_dim): reparameterized, normalized for cosine."""
+        book = self.codebook
+        if self.reparam == "none" and self.distance == "euclidean":
+            return book
+        book = book.clone()  # restart writes the raw codes in place; autograd keeps this step's copy
+        if self.reparam == "affine":
+            book = book * self.affine_scale + self.affine_shift
+        elif self.reparam == "linear":
+            book = book @ self.linear_map
+        return F.normalize(book, dim=-1) if self.distance == "cosine" else book
+
+    def to_lookup(self, flat: torch.Tensor) -> torch.Tensor:
+        """Encoder vectors (N, dim) in the lookup space (N, code_dim); the vectors themselves by default."""
+        if self.project_in is not None:
+            flat = self.project_in(flat)
+        return F.normalize(flat, dim=-1) if self.distance == "cosine" else flat
+
+    def _from_lookup(self, v: torch.Tensor) -> torch.Tensor:
+        return self.project_out(v) if self.project_out is not None else v
+
+    def codes(self) -> torch.Tensor:
+        """What each index decodes to (K, dim), in the encoder's space; for FSQ the implicit grid."""
+        return self._from_lookup(self._fsq_grid() if self.kind == "fsq" else self.lookup_codebook())
+
+    @torch.no_grad()
     def assign(self, flat: torch.Tensor) -> torch.Tensor:
-        return nearest_code(flat.detach(), self.codebook.detach(), self.chunk_size)
+        if self.kind == "fsq":
+            return self._fsq(self.to_lookup(flat))[1]
+        return _nearest(self.to_lookup(flat.detach()), self.lookup_codebook().detach(), self.chunk_size)
 
     def forward(self, z: torch.Tensor, generator: torch.Generator | None = None) -> QuantizerOutput:
         if not self.enabled:
@@ -200,18 +343,52 @@ class VectorQuantizer(nn.Module):
         if z.shape[-1] != self.dim:
             raise ValueError(f"expected last dimension {self.dim}, got {tuple(z.shape)}")
         flat = z.reshape(-1, self.dim)
-        idx = self.assign(flat)
+        v = self.to_lookup(flat)  # flat itself for the plain quantizer
+        if self.kind == "fsq":  # no codebook, no auxiliary loss (Mentzer et al. 2024)
+            codes, idx = self._fsq(v)
+            return QuantizerOutput(self._from_lookup(codes).reshape(z.shape), idx.reshape(z.shape[:-1]),
+                                   z.new_zeros(()))
+        book = self.lookup_codebook()
+        idx = _nearest(v.detach(), book.detach(), self.chunk_size)  # unchecked: a NaN encoder ends as "diverged"
+        # Quantize with the codebook that chose the indices, then update it (the standard VQ-VAE EMA order):
+        # the decoder input and the commitment loss never see this step's EMA move.
+        q = F.embedding(idx, book)  # a copy of the rows; embedding's backward is deterministic
         if self.training and self.update == "ema":
-            self._ema_update(flat.detach(), idx)
-        q = F.embedding(idx, self.codebook)  # embedding's backward is deterministic
-        commitment = F.mse_loss(flat, q.detach())
+            self._ema_update(v.detach(), idx)
+        commitment = F.mse_loss(v, q.detach())
         loss = self.beta * commitment
         if self.update == "loss":
-            loss = loss + F.mse_loss(q, flat.detach())
+            loss = loss + F.mse_loss(q, v.detach())
         if self.training and self.restart_threshold > 0:
-            self._maybe_restart(flat.detach(), idx, generator)
-        quantized = flat + (q - flat).detach()  # straight-through estimator
+            self._maybe_restart(v.detach(), idx, generator)
+        if self.gradient == "rotation" and self.training and torch.is_grad_enabled():
+            quantized = rotate_to(v, q.detach())
+        else:
+            quantized = v + (q - v).detach()  # straight-through estimator
+        quantized = self._from_lookup(quantized)
         return QuantizerOutput(quantized.reshape(z.shape), idx.reshape(z.shape[:-1]), loss)
+
+    def _fsq(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """FSQ codes (bound each dimension, round to its levels, straight-through) and their indices.
+
+        As in Mentzer et al. 2024 (appendix A.1) and vector-quantize-pytorch's ``FSQ``: even level
+        counts are offset by a half step so that every level is reachable.
+        """
+        levels = self.fsq_level_counts
+        half_l = (levels - 1) * (1 + FSQ_BOUND_EPS) / 2
+        offset = torch.where(levels % 2 == 0, 0.5, 0.0)
+        bounded = torch.tanh(v + torch.atanh(offset / half_l)) * half_l - offset
+        half_width = levels // 2
+        codes = (bounded + (bounded.round() - bounded).detach()) / half_width
+        idx = ((codes.detach() * half_width + half_width) * self.fsq_basis).sum(-1).round().long()
+        return codes, idx
+
+    def _fsq_grid(self) -> torch.Tensor:
+        """The implicit FSQ codebook (prod(levels), len(levels)): code k's value in each dimension."""
+        k = torch.arange(self.codebook_size, device=self.fsq_basis.device)
+        digits = (k[:, None] // self.fsq_basis) % self.fsq_level_counts
+        half_width = self.fsq_level_counts // 2
+        return (digits - half_width) / half_width
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, idx: torch.Tensor) -> None:
@@ -232,9 +409,12 @@ class VectorQuantizer(nn.Module):
         dead = torch.nonzero(self.usage_since_restart < self.restart_threshold).flatten()
         if len(dead):
             pick = torch.randint(flat.shape[0], (len(dead),), generator=generator).to(flat.device)
-            self.codebook[dead] = flat[pick]
+            raw = flat[pick]
+            if self.reparam == "affine":  # the raw code whose affine image is the picked vector
+                raw = (raw - self.affine_shift) / self.affine_scale
+            self.codebook[dead] = raw
             self.ema_count[dead] = 1.0
-            self.ema_sum[dead] = flat[pick]
+            self.ema_sum[dead] = raw
             self.restarts += len(dead)
         self.usage_since_restart.zero_()
         self.calls_since_restart = 0

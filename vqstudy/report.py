@@ -722,37 +722,7 @@ def run(codebook: str | Path, embeddings: str | Path | None = None, indices: str
     if json_path is not None:
         outputs.append((Path(json_path), to_json(result)))
     if outputs and write is None:
-        from .cli import write_atomic as write
+        from .io import write_atomic as write
     for path, content in outputs:
         write(path, content)
     return text + "".join(f"\nwrote {p}" for p, _ in outputs)
-
-
-HOWTO_TRANSCRIPT = Path(__file__).resolve().parent.parent / "book" / "_generated" / "diagnose-vector-quantize.txt"
-
-
-def command_transcript(argv: list[str], cwd: str | Path, save_to: str | Path | None = None) -> str:
-    """Run ``vqstudy ARGV`` in ``cwd`` (so the printed paths are relative) and return ``$ command`` + its output.
-
-    With ``save_to``, also write the transcript there (the how-to page includes chapter 7's).
-    """
-    import contextlib
-    import os
-    import shlex
-
-    from .cli import main, write_atomic
-
-    buf = io.StringIO()
-    before = Path.cwd()
-    try:
-        os.chdir(cwd)
-        with contextlib.redirect_stdout(buf):
-            code = main(list(argv))
-    finally:
-        os.chdir(before)
-    if code != 0:
-        raise RuntimeError(f"vqstudy {shlex.join(argv)} exited with {code}")
-    text = f"$ vqstudy {shlex.join(argv)}\n{buf.getvalue()}"
-    if save_to is not None:
-        write_atomic(save_to, text)
-    return text

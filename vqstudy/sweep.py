@@ -6,18 +6,20 @@ pool by default, ``"inline"`` in this process, or a Dask/SLURM executor) and
 its outcome is stored as one JSON record, ``<store>/<sha256 of config>.json``,
 written atomically. Because training is deterministic given its config, a
 record is the run: a rerun skips what is stored (resume after a crash), and
-which executor ran a config does not change its result.
+which executor ran a config does not change its result. A run is claimed
+(``<key>.claim``, created exclusively) before it starts, so sweeps and Dask
+clients running on one store at the same time share the runs instead of
+computing each twice.
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
-import multiprocessing
-import os
 import re
 import sys
 import tempfile
@@ -27,14 +29,17 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
-import yaml
 from tqdm import tqdm
 
-from . import __version__
-from .config import RunConfig
+from . import numerics
+from ._version import __version__
+from .config import RunConfig, positive_int
 from .diagnostics import scalar_metrics
+from .executors import (SCHEDULER_ENV, ExecutorSpec, check_scheduler_address, check_workers,  # noqa: F401
+                        dask_executor, default_scheduler, run_jobs)
+from .io import CLAIM_STALE_S, ClaimSet, FileFormatError, read_json, read_yaml, remove_stale_temps, write_atomic
 from .repro import git_revision
 from .train import RunResult, train
 
@@ -45,7 +50,7 @@ STATUSES = ("ok", "failed", "diverged")
 FINISHED = ("ok", "diverged")          # stored outcomes a rerun never repeats
 GRID_KEYS = ("base", "axes")
 RECORD_NAME = re.compile(r"^[0-9a-f]{64}\.json$")
-ExecutorSpec = Union[None, str, cf.Executor]
+CLAIM_POLL_S = 1.0                     # how often a sweep looks at runs another sweep is computing
 
 
 class SweepError(RuntimeError):
@@ -141,19 +146,10 @@ def expand_grid(base: RunConfig, axes: Mapping[str, Sequence[Any]]) -> list[RunC
     return [_grid_point(base, targets, dict(zip(axes, combo))) for combo in itertools.product(*values)]
 
 
-def _read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise ValueError(f"grid file not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f"grid file {path} is not valid YAML: {exc}") from None
-
-
 def load_grid(path: str | Path) -> list[RunConfig]:
     """The configs of a YAML grid: ``base:`` (a partial RunConfig dict) and ``axes:`` (dotted name -> list)."""
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path, "grid file")
     if not isinstance(data, dict):
         raise ValueError(f"grid file {path}: expected a mapping with 'base:' and/or 'axes:', "
                          f"got {type(data).__name__}")
@@ -198,17 +194,19 @@ def _record_problem(record: Any, key: str) -> str | None:
     return None
 
 
+def _claim_path(store: Path, key: str) -> Path:
+    return store / f"{key}.claim"
+
+
 def read_record(path: str | Path) -> dict[str, Any] | None:
     """A stored record, or None when missing or unusable: corrupt files warn and are rerun, never returned."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    if not path.is_file():
         return None
     try:
-        record = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        problem: str | None = f"invalid JSON ({exc})"
+        record = read_json(path, "sweep record")
+    except FileFormatError as exc:   # truncated, or bytes that are not UTF-8
+        problem: str | None = f"invalid {exc.kind} ({exc.detail})"
     else:
         problem = _record_problem(record, path.stem)
     if problem:
@@ -218,8 +216,6 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
 
 
 def _write_record(store: Path, record: dict[str, Any]) -> None:
-    from .cli import write_atomic  # lazy: cli imports this module to register 'vqstudy sweep'
-
     write_atomic(_record_path(store, record["key"]), json.dumps(record, sort_keys=True))
 
 
@@ -278,8 +274,17 @@ def _failure(exc: BaseException) -> dict[str, Any]:
             "traceback": "".join(traceback.format_exception(exc)), "result": None}
 
 
-def _execute(config_dict: dict[str, Any]) -> dict[str, Any]:
-    """Train one config wherever the executor put it; never raises, so one bad run stops no other."""
+def _execute(config_dict: dict[str, Any], pinned: bool = False) -> dict[str, Any]:
+    """Train one config wherever the executor put it; never raises, so one bad run stops no other.
+
+    ``pinned``: the sweep was started under the reproducible numerics, so a worker computing without
+    them (a Dask worker started without ``VQSTUDY_REPRODUCIBLE=1``) records a failure instead of
+    storing numbers that differ from everyone else's.
+    """
+    if pinned and not numerics.active():
+        return _failure(numerics.NumericsError(
+            "this worker does not compute under the reproducible numerics the sweep was started with: start "
+            f"it with {numerics.ENV_FLAG}=1 in its environment (e.g. {numerics.ENV_FLAG}=1 dask worker ...)"))
     try:
         result = train(RunConfig.from_dict(config_dict), progress=False)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, not raised
@@ -296,54 +301,6 @@ def _future_outcome(future: cf.Future) -> dict[str, Any]:
         return {**_failure(exc), "unstored": True}
 
 
-SCHEDULER_ENV = "VQSTUDY_SCHEDULER"
-
-
-def default_scheduler() -> str | None:
-    """The Dask scheduler named by ``$VQSTUDY_SCHEDULER`` (checked), or None.
-
-    It is how an unchanged notebook (papermill, the main job) sends its sweeps to a cluster.
-    """
-    address = os.environ.get(SCHEDULER_ENV, "").strip()
-    if not address:
-        return None
-    try:
-        return check_scheduler_address(address)
-    except ValueError as exc:
-        raise ValueError(f"${SCHEDULER_ENV}: {exc}") from None
-
-
-@contextlib.contextmanager
-def _opened(executor: cf.Executor | None, workers: int, runs: int) -> Iterator[cf.Executor]:
-    """The caller's executor as is, the $VQSTUDY_SCHEDULER cluster, or a spawn process pool that is shut down."""
-    if executor is not None:
-        yield executor
-        return
-    address = default_scheduler()
-    if address is not None:
-        with dask_executor(address) as dask:
-            yield dask
-        return
-    pool = cf.ProcessPoolExecutor(max_workers=max(1, min(workers, runs)),
-                                  mp_context=multiprocessing.get_context("spawn"))
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _outcomes(todo: dict[str, RunConfig], executor: ExecutorSpec, workers: int) -> Iterator[tuple[str, dict]]:
-    """(key, outcome) for every run to do, as each finishes."""
-    if executor == "inline":
-        for key, config in todo.items():
-            yield key, _execute(config.to_dict())
-        return
-    with _opened(executor, workers, len(todo)) as ex:
-        futures = {ex.submit(_execute, config.to_dict()): key for key, config in todo.items()}
-        for future in cf.as_completed(futures):
-            yield futures[future], _future_outcome(future)
-
-
 def _check_configs(configs: Iterable[RunConfig]) -> list[RunConfig]:
     if isinstance(configs, RunConfig):
         raise TypeError("configs must be a list of RunConfig, got one RunConfig: wrap it in a list")
@@ -354,29 +311,48 @@ def _check_configs(configs: Iterable[RunConfig]) -> list[RunConfig]:
     return configs
 
 
-def _check_workers(workers: int | None, executor: ExecutorSpec) -> int:
-    """The pool size; only the default pool has one (size other executors where they are made)."""
-    if not (executor is None or executor == "inline" or isinstance(executor, cf.Executor)):
-        raise ValueError(f"invalid executor {executor!r}: expected None (process pool), 'inline' "
-                         "or a concurrent.futures.Executor")
-    if workers is None:
-        return min(2, os.cpu_count() or 1)
-    if executor is not None:
-        raise ValueError("workers sizes only the default process pool; size the given executor itself")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"invalid workers={workers!r}: must be an integer >= 1")
-    return workers
+def _needs_run(store: Path, key: str, rerun_failed: bool, since: float) -> bool:
+    """No usable record, or (``rerun_failed``) a failed one written before this sweep began (``since``,
+    wall clock): a failure another sweep stored meanwhile is that sweep's retry, not one to repeat."""
+    path = _record_path(store, key)
+    record = read_record(path)
+    if record is None:
+        return True
+    if record["status"] != "failed" or not rerun_failed:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        return path.stat().st_mtime < since
+    return True
 
 
-def _plan(store: Path, configs: list[RunConfig], rerun_failed: bool) -> tuple[dict[str, RunConfig], int]:
+def _plan(store: Path, configs: list[RunConfig], rerun_failed: bool,
+          since: float) -> tuple[dict[str, RunConfig], int]:
     """The unique configs still to run, and how many are skipped because their record exists."""
     unique = {config_key(c): c for c in configs}
-    todo: dict[str, RunConfig] = {}
-    for key, config in unique.items():
-        record = read_record(_record_path(store, key))
-        if record is None or (record["status"] == "failed" and rerun_failed):
-            todo[key] = config
+    todo = {key: config for key, config in unique.items() if _needs_run(store, key, rerun_failed, since)}
     return todo, len(unique) - len(todo)
+
+
+def _claimed(store: Path, waiting: dict[str, RunConfig], claims: ClaimSet, busy: dict[str, RunConfig],
+             stored_meanwhile: list[str], rerun_failed: bool, since: float) -> Iterator[tuple[str, tuple]]:
+    """The jobs of ``waiting`` this sweep claims, each claimed only when the executor takes it.
+
+    Runs another live sweep holds go to ``busy``; runs another sweep stored
+    meanwhile go to ``stored_meanwhile``.
+    """
+    for key, config in waiting.items():
+        claim = _claim_path(store, key)
+        if not claims.take(claim):
+            busy[key] = config
+            continue
+        with warnings.catch_warnings():   # a corrupt record was warned about when the sweep was planned
+            warnings.simplefilter("ignore")
+            needed = _needs_run(store, key, rerun_failed, since)
+        if needed:
+            yield key, (config.to_dict(),)
+        else:                             # another sweep stored it between the plan and this claim
+            claims.release(claim)
+            stored_meanwhile.append(key)
 
 
 def code_version() -> dict[str, str]:
@@ -402,7 +378,7 @@ class SweepSummary:
 
 def run_sweep(configs: Iterable[RunConfig], store_dir: str | Path, executor: ExecutorSpec = None,
               workers: int | None = None, rerun_failed: bool = False,
-              progress: bool | None = None) -> SweepSummary:
+              progress: bool | None = None, claim_timeout: float = CLAIM_STALE_S) -> SweepSummary:
     """Run every config not yet stored in ``store_dir``, writing one record per run as it finishes.
 
     ``executor``: None for the Dask cluster named by ``$VQSTUDY_SCHEDULER`` if
@@ -413,30 +389,52 @@ def run_sweep(configs: Iterable[RunConfig], store_dir: str | Path, executor: Exe
     failed but not stored, so the next call retries it. ``progress``: None
     shows a bar on a terminal and prints the summary line to stderr; False
     shows neither (e.g. under nbval). The process pool uses "spawn": a script
-    that calls this needs the ``if __name__ == "__main__":`` guard.
+    that calls this needs the ``if __name__ == "__main__":`` guard; a worker
+    that dies is replaced and only its run is retried (see
+    :func:`vqstudy.executors.run_jobs`).
+
+    Each run is claimed before it starts; a run another sweep has claimed is
+    waited for (its record counts as skipped here), unless its claim is stale:
+    its owner's process is gone on this host, or the claim was not refreshed
+    for ``claim_timeout`` seconds. Temporary files of killed writes older
+    than an hour are removed from the store.
     """
     configs = _check_configs(configs)
-    workers = _check_workers(workers, executor)
+    workers = check_workers(workers, executor)
     if executor is None:
         default_scheduler()  # a bad $VQSTUDY_SCHEDULER fails before anything is written
     store = _store_path(store_dir)
-    started = time.perf_counter()
-    todo, skipped = _plan(store, configs, rerun_failed)
+    started, since = time.perf_counter(), time.time()
     store.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(store)
+    todo, skipped = _plan(store, configs, rerun_failed, since)
     statuses: dict[str, str] = {}
     if todo:
         version = code_version()
-        with tqdm(total=len(todo), desc="sweep", unit="run", leave=False,
-                  disable=None if progress is None else not progress) as bar:
-            for key, outcome in _outcomes(todo, executor, workers):
-                statuses[key] = outcome["status"]
-                if outcome.pop("unstored", False):
-                    warnings.warn(f"run {key[:12]} not stored, the executor failed: {outcome['reason']}",
-                                  stacklevel=2)
-                else:
-                    _write_record(store, {"key": key, "config": todo[key].to_dict(), "code_version": version,
-                                          **outcome})
-                bar.update(1)
+        with ClaimSet(claim_timeout) as claims, tqdm(total=len(todo), desc="sweep", unit="run", leave=False,
+                                                     disable=None if progress is None else not progress) as bar:
+            waiting = todo
+            while waiting:
+                busy: dict[str, RunConfig] = {}
+                stored_meanwhile: list[str] = []
+                jobs = _claimed(store, waiting, claims, busy, stored_meanwhile, rerun_failed, since)
+                task = functools.partial(_execute, pinned=numerics.active())
+                for key, future in run_jobs(task, jobs, executor, workers):
+                    outcome = _future_outcome(future)
+                    statuses[key] = outcome["status"]
+                    if outcome.pop("unstored", False):
+                        warnings.warn(f"run {key[:12]} not stored, the executor failed: {outcome['reason']}",
+                                      stacklevel=2)
+                    else:
+                        _write_record(store, {"key": key, "config": todo[key].to_dict(),
+                                              "code_version": version, **outcome})
+                    claims.release(_claim_path(store, key))
+                    bar.update(1)
+                skipped += len(stored_meanwhile)
+                bar.update(len(stored_meanwhile))
+                waiting = busy
+                if waiting:
+                    time.sleep(CLAIM_POLL_S)
     counts = Counter(statuses.values())
     summary = SweepSummary(store, [config_key(c) for c in configs], counts["ok"] + counts["diverged"], skipped,
                            counts["failed"], counts["diverged"], time.perf_counter() - started, statuses)
@@ -460,34 +458,6 @@ def sweep(configs: Iterable[RunConfig], store_dir: str | Path | None = None, exe
     return load_runs(configs, store_dir)
 
 
-# --- Dask -----------------------------------------------------------------------------------------
-
-SCHEDULER_ADDRESS = re.compile(r"^tcp://(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$")
-
-
-def check_scheduler_address(address: str) -> str:
-    """A Dask scheduler address ``tcp://host:port``, checked before any connection is tried."""
-    match = SCHEDULER_ADDRESS.match(address) if isinstance(address, str) else None
-    if match is None or not 0 < int(match["port"]) < 65536:
-        raise ValueError(f"invalid scheduler address {address!r}: expected tcp://HOST:PORT, "
-                         "e.g. tcp://127.0.0.1:8786")
-    return address
-
-
-@contextlib.contextmanager
-def dask_executor(address: str, timeout: float = 10.0) -> Iterator[cf.Executor]:
-    """A ``concurrent.futures`` executor on a Dask cluster, closed on exit; its workers need vqstudy."""
-    from distributed import Client
-
-    address = check_scheduler_address(address)
-    try:
-        client = Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise ValueError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-    with client:
-        yield client.get_executor()
-
-
 # --- command line ---------------------------------------------------------------------------------
 
 def _scheduler_arg(text: str) -> str:
@@ -499,12 +469,10 @@ def _scheduler_arg(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``vqstudy sweep``."""
-    from .cli import _positive
-
     parser.add_argument("grid", metavar="GRID.yaml", help="YAML grid: base (partial run config) and axes")
     parser.add_argument("--out", required=True, metavar="DIR", help="results store (one JSON record per run)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive, help="local worker processes (default min(2, cores))")
+    where.add_argument("--workers", type=positive_int, help="local worker processes (default min(2, cores))")
     where.add_argument("--scheduler", type=_scheduler_arg, metavar="tcp://HOST:PORT",
                        help="run on this Dask scheduler instead of local processes")
     parser.add_argument("--rerun-failed", action="store_true", help="retry runs stored as failed")

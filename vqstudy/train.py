@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,12 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .config import RunConfig
+from .config import REMEDY_FIELDS, QuantizerConfig, RunConfig
 from .data import Dataset, load_dataset, train_test_split
 from .diagnostics import diagnose
 from .models import build_autoencoder
 from .quantize import VectorQuantizer, initial_codebook
-from .repro import environment, make_deterministic
+from .repro import adam, environment, make_deterministic
 
 EVAL_BATCH = 4096
 
@@ -61,10 +62,7 @@ class VQAutoencoder(nn.Module):
 
 def build_model(config: RunConfig, dataset: Dataset) -> VQAutoencoder:
     enc, dec = build_autoencoder(config.model, tuple(dataset.x.shape[1:]))
-    q = config.quantizer
-    vq = VectorQuantizer(q.codebook_size, config.model.latent_dim, q.beta, q.update, q.ema_decay,
-                         q.chunk_size, q.restart_threshold, q.restart_every)
-    return VQAutoencoder(enc, vq, dec)
+    return VQAutoencoder(enc, VectorQuantizer.from_config(config.quantizer, config.model.latent_dim), dec)
 
 
 @dataclass
@@ -107,9 +105,14 @@ def _codebook_source(config: RunConfig, model: VQAutoencoder, x: torch.Tensor) -
 def _init_codebook(config: RunConfig, model: VQAutoencoder, x: torch.Tensor, gen: torch.Generator,
                    kind: str | None = None) -> None:
     q = config.quantizer
+    if q.kind == "fsq":
+        return  # a fixed grid: nothing to initialize
     kind = kind or q.init
-    vectors = _codebook_source(config, model, x) if kind in ("kmeans", "data") else None
-    codes = initial_codebook(kind, q.codebook_size, config.model.latent_dim, gen, q.init_scale, vectors,
+    vectors = None
+    if kind in ("kmeans", "data"):
+        with torch.no_grad():  # into the space the codes live in (the vectors themselves by default)
+            vectors = model.quantizer.to_lookup(_codebook_source(config, model, x))
+    codes = initial_codebook(kind, q.codebook_size, model.quantizer.code_dim, gen, q.init_scale, vectors,
                              q.kmeans_iters, config.train.seed, q.chunk_size)
     model.quantizer.set_codebook(codes.to(x.device))
 
@@ -119,7 +122,7 @@ def evaluate(model: VQAutoencoder, x: torch.Tensor, labels: torch.Tensor | None)
     """Reconstruction error and the full diagnostics on a fixed evaluation set."""
     z = model.encode(x)
     flat = z.reshape(-1, z.shape[-1])
-    codebook = model.quantizer.codebook.detach()
+    codebook = model.quantizer.codes().detach()
     if not (torch.isfinite(flat).all() and torch.isfinite(codebook).all()):
         # a diverged model: report it instead of failing inside the spectra
         return {"recon_error": float("nan"), "quantization_error": float("nan"),
@@ -128,9 +131,16 @@ def evaluate(model: VQAutoencoder, x: torch.Tensor, labels: torch.Tensor | None)
     recon = model.reconstruct(x)
     out = {"recon_error": float(F.mse_loss(recon, x).item()),
            "quantized": bool(model.quantizer.enabled)}
-    out.update(diagnose(flat, idx, model.quantizer.codebook.detach(), labels,
+    out.update(diagnose(flat, idx, codebook, labels,
                         chunk_size=model.quantizer.chunk_size))
     return out
+
+
+def _step_loss(model: VQAutoencoder, batch: torch.Tensor, gen: torch.Generator):
+    """(total loss, reconstruction loss, quantizer output) of one training batch."""
+    recon, q, _ = model(batch, gen)
+    recon_loss = F.mse_loss(recon, batch)
+    return recon_loss + q.loss, recon_loss, q
 
 
 def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | None = None,
@@ -166,7 +176,7 @@ def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | No
         _init_codebook(config, model, x, gen)
     model.quantizer.enabled = not deferred
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=tc.lr)
+    opt = adam(params, lr=tc.lr)
 
     history: dict[str, list] = {"step": [], "phase": [], "loss": [], "recon": [], "vq": []}
     evals = [dict(step=0, **evaluate(model, x_eval, labels))]
@@ -183,9 +193,7 @@ def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | No
             model.quantizer.enabled = True
             evals.append(dict(step=step, **evaluate(model, x_eval, labels)))
         batch = x[torch.randint(x.shape[0], (tc.batch_size,), generator=gen).to(device)]
-        recon, q, _ = model(batch, gen)
-        recon_loss = F.mse_loss(recon, batch)
-        loss = recon_loss + q.loss
+        loss, recon_loss, q = _step_loss(model, batch, gen)
         value = loss.item()
         if not math.isfinite(value):
             status, reason = "diverged", f"non-finite loss ({value}) at step {step}"
@@ -207,3 +215,70 @@ def train(config: RunConfig, dataset: Dataset | None = None, progress: bool | No
     bar.close()
     return RunResult(config, status, reason, history, evals, environment(),
                      time.perf_counter() - started, model, ds)
+
+
+def plain_counterpart(config: RunConfig) -> RunConfig:
+    """``config`` with every collapse remedy of the quantizer off: same K, beta, init, model, data and batches."""
+    plain = QuantizerConfig()
+    return config.replace(quantizer={name: getattr(plain, name) for name in REMEDY_FIELDS})
+
+
+def step_cost_ratio(config: RunConfig, blocks: int = 20, steps_per_block: int = 10,
+                    dataset: Dataset | None = None) -> dict[str, Any]:
+    """A remedy's time per quantized training step as a ratio to the plain quantizer's, measured together.
+
+    Both models (``config`` and :func:`plain_counterpart`) train in alternating blocks of
+    ``steps_per_block`` steps, the order flipping each block after one untimed warm-up block each,
+    so that load on a shared machine falls on both alike. On the CPU the clock is this process's CPU
+    time (other processes' load does not count; wall-clock ratios are returned too); on CUDA it is
+    the wall clock after a synchronize. ``ratio`` is the median over blocks of remedy time / plain
+    time, ``ratio_low``/``ratio_high`` the distribution-free 95% interval of that median. Only
+    quantized steps are timed: deferred quantization's cost is its one-off warm-up and k-means.
+    """
+    from scipy import stats  # only here: keeps importing vqstudy light
+
+    for name, value in (("blocks", blocks), ("steps_per_block", steps_per_block)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"invalid {name}={value!r}: must be a positive integer")
+    tc = config.train
+    gen = make_deterministic(tc.seed, tc.threads)
+    ds = dataset if dataset is not None else load_dataset(config.data)
+    device = torch.device(tc.device)
+    x = ds.x.to(device)
+    arms = []
+    for arm_config in (config, plain_counterpart(config)):
+        model = build_model(arm_config, ds).to(device)
+        _init_codebook(arm_config, model, x, gen)
+        model.train()
+        arms.append((model, adam([p for p in model.parameters() if p.requires_grad], lr=tc.lr)))
+
+    def block(model: VQAutoencoder, opt: torch.optim.Optimizer) -> tuple[float, float]:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for _ in range(steps_per_block):
+            batch = x[torch.randint(x.shape[0], (tc.batch_size,), generator=gen).to(device)]
+            loss = _step_loss(model, batch, gen)[0]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall = time.perf_counter() - started
+        return wall, (wall if device.type == "cuda" else time.process_time() - cpu_started)
+
+    for arm in arms:
+        block(*arm)
+    times: list[list[tuple[float, float]]] = [[], []]
+    for b in range(blocks):
+        for i in ((0, 1) if b % 2 == 0 else (1, 0)):
+            times[i].append(block(*arms[i]))
+    out: dict[str, Any] = {"clock": "wall" if device.type == "cuda" else "process cpu", "blocks": blocks,
+                           "steps_per_block": steps_per_block}
+    for prefix, j in (("", 1), ("wall_", 0)):
+        ratios = sorted(r[j] / p[j] for r, p in zip(*times))
+        rank = int(stats.binom.ppf(0.025, blocks, 0.5))  # order statistics bracketing the median
+        out.update({f"{prefix}ratio": statistics.median(ratios),
+                    f"{prefix}ratio_low": ratios[max(rank - 1, 0)],
+                    f"{prefix}ratio_high": ratios[min(blocks - rank, blocks - 1)],
+                    f"{prefix}remedy_s_per_step": statistics.median(r[j] for r in times[0]) / steps_per_block,
+                    f"{prefix}plain_s_per_step": statistics.median(p[j] for p in times[1]) / steps_per_block})
+    return out

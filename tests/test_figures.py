@@ -1,0 +1,89 @@
+"""Every figure stored in the chapters is legible at the book's column width (~700 CSS px).
+
+A figure drawn ``w`` inches wide and shown at the column width draws an ``f``-point font
+``f * dpi / 72 * min(1, 700 / pixel width)`` CSS pixels high; the book needs at least 12 px (9 pt at
+96 px per inch). The dpi and smallest font come from the record ``vqstudy.style.show`` writes into each
+figure's output metadata, the pixel width from the stored PNG itself, so the check runs on the committed
+notebooks without executing them.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+
+from vqstudy import style  # noqa: E402
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def _figures(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = out.get("data", {}).get("image/png")
+            if data:
+                yield i, base64.b64decode(data), out.get("metadata", {})
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_stored_figures_are_legible_at_column_width(path: Path):
+    problems = [f"cell {i}: {p}" for i, png, meta in _figures(path) for p in style.legibility_problems(png, meta)]
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+def _rendered(fig) -> tuple[bytes, dict]:
+    """What the notebook stores: a tight-bbox PNG at the figure's dpi, and the record style.show writes."""
+    meta = {style.METADATA_KEY: style.figure_metadata(fig)}
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=fig.dpi)
+    plt.close(fig)
+    return buf.getvalue(), meta
+
+
+def test_book_style_passes_and_a_wide_default_figure_fails():
+    style.apply()
+    fig, axes = style.figure(2, 3)
+    for ax in axes.flat:
+        ax.plot([1, 2, 3], label="a condition")
+        ax.set(title="A metric", xlabel="step", ylabel="value")
+    png, meta = _rendered(fig)
+    assert style.legibility_problems(png, meta) == []
+
+    fig, axes = plt.subplots(1, 5, figsize=(17, 4), dpi=90)    # five panels across a 17-inch figure
+    for ax in axes:
+        ax.plot([1, 2, 3])
+        ax.tick_params(labelsize=10)
+    png, meta = _rendered(fig)
+    problems = style.legibility_problems(png, meta)
+    assert any("renders" in p for p in problems) and any("wider than" in p for p in problems)
+    assert "no 'vqstudy_figure' record" in style.legibility_problems(png, {})[0]
+
+
+def test_legible_px_arithmetic():
+    # a 7-inch figure at 150 dpi (1050 px) is shown at 700 px: 10 pt -> 10 * 150/72 * 2/3 = 13.9 px
+    assert style.legible_px(10, 150, 1050) == pytest.approx(13.89, abs=0.01)
+    # narrower than the column: shown at natural size
+    assert style.legible_px(9, 96, 600) == pytest.approx(12.0)
+    with pytest.raises(ValueError, match="dpi"):
+        style.legible_px(10, 0, 100)
+
+
+def test_every_condition_of_the_book_has_its_fixed_colour():
+    assert style.colour("deferred: k-means on trained encoder") == style.HEALTHY
+    assert style.colour("healthy (deferred)") == style.HEALTHY
+    assert style.colour("k-means on untrained encoder, joint") == style.SHRUNK
+    assert style.colour("shrunk (joint, k-means on untrained encoder)") == style.SHRUNK
+    assert style.colour("k-means joint (baseline)") == style.SHRUNK
+    assert style.colour("normal(1e-3), joint") == style.SMALL_RANDOM
+    assert style.colour("restart, normal init") != style.colour("restart, k-means init") == style.RESTART
+    assert style.colour("an unknown label") is None
+    pal = style.palette(["an unknown label", "another one", "deferred"])
+    assert len(set(pal.values())) == 3 and pal["deferred"] == style.HEALTHY

@@ -1,0 +1,41 @@
+"""What a chapter shares: its parameter checks stop a papermill run with the reason as the last line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vqstudy import notebook as nbk
+
+
+def test_parameter_errors_are_value_errors_naming_the_parameter():
+    with pytest.raises(ValueError, match=r"parameter profile='bogus' is invalid: allowed values are 'quick', 'full'"):
+        nbk.check_choice("profile", "bogus", nbk.PROFILES)
+    with pytest.raises(nbk.ParameterError, match="seeds"):
+        nbk.check_ints("seeds", [0, 0])
+
+
+def test_papermill_with_a_bad_profile_ends_with_the_reason(tmp_path: Path):
+    """`papermill -p profile bogus` fails fast, and the reason is all the error cell shows."""
+    import nbformat
+    import papermill as pm
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "quick"')
+    params.metadata["tags"] = ["parameters"]
+    check = nbformat.v4.new_code_cell('from vqstudy import notebook as nbk\n'
+                                      'nbk.check_choice("profile", profile, nbk.PROFILES)')
+    nb.cells = [params, check, nbformat.v4.new_code_cell('print("ran on")')]
+    source, executed = tmp_path / "chapter.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, source)
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(str(source), str(executed), parameters={"profile": "bogus"}, kernel_name="python3",
+                            progress_bar=False, cwd=str(tmp_path))
+    message = "ParameterError: parameter profile='bogus' is invalid: allowed values are 'quick', 'full'"
+    assert str(info.value).strip().splitlines()[-1] == message
+    cells = json.loads(executed.read_text())["cells"]
+    errors = [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert [e["traceback"] for e in errors] == [[message]]          # no frames, no source lines
+    assert cells[-1]["outputs"] == []                                 # fail-fast kept: nothing ran after it
