@@ -9,10 +9,10 @@ in a cycle, and no module imports this package facade (``vqstudy``) itself;
 0. ``_version``, ``numerics``, ``testing``, ``io``, ``executors``, ``config``, ``repro``: leaves (version,
    numeric settings and the test processes' set-up, file I/O, where jobs run, run configs, determinism
    and provenance)
-1. ``data``, ``models``, ``quantize``, ``diagnostics``, ``analysis``: data sets, networks, the quantizer
+1. ``data``, ``models``, ``quantize``, ``diagnostics``, ``health``, ``analysis``: data sets, networks, the quantizer
    and the collapse measures
 2. ``train``, ``interop``: training one run (ours, or vector-quantize-pytorch's)
-3. ``generation``, ``sweep``, ``tables``, ``style``, ``plots``, ``claims``: many runs, their presentation and the
+3. ``generation``, ``sweep``, ``report``, ``tables``, ``style``, ``plots``, ``claims``: many runs, their presentation and the
    pre-registered claims they are judged by
 4. ``notebook``, ``book``, ``bibstyle``, ``publish``: what a chapter needs, the book built from the chapters, and
    where it is published

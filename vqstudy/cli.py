@@ -1,4 +1,4 @@
-"""Command line: ``vqstudy demo|train|config|sweep|reproduce|book``, the package's top layer.
+"""Command line: ``vqstudy demo|train|config|diagnose|sweep|reproduce|book``, the package's top layer.
 
 Every subcommand calls the same public functions as the notebooks and is
 registered here, in :data:`SUBCOMMANDS`; no module imports this one. Invalid
@@ -8,8 +8,10 @@ are written atomically.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from . import book, sweep
@@ -113,11 +115,34 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- diagnose -----------------------------------------------------------------------------------
+
+def _diagnose_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("codebook", help="codebook: .pt/.pth state dict (vqstudy or vector-quantize-pytorch), .npy, "
+                                    ".safetensors")
+    p.add_argument("--embeddings", metavar="NPY", help="encoder outputs (N, D), memory-mapped and streamed")
+    p.add_argument("--indices", metavar="NPY", help="code of each embedding (default: the nearest code)")
+    p.add_argument("--labels", metavar="NPY", help="a class per embedding (mode entropy, cluster separation)")
+    p.add_argument("--key", help="state-dict key (or key prefix) of the codebook when there are several")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--report", metavar="DIR", help="also write a self-contained HTML page DIR/index.html")
+    p.add_argument("--chunk-rows", type=positive_int, help="embeddings per chunk (default: from K, ~128 MB of distances)")
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    """Collapse report (tokens and embeddings) for a saved tokenizer: table, verdicts, --json, --report."""
+    from .report import run
+    print(run(args.codebook, args.embeddings, args.indices, args.labels, args.key, args.json, args.report,
+              args.chunk_rows, write=write_atomic))
+    return 0
+
+
 # every subcommand: name -> (argument builder, handler returning the exit code)
 SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "demo": (_demo_args, _demo),
     "train": (_train_args, _train),
     "config": (_config_args, _config),
+    "diagnose": (_diagnose_args, _diagnose),
     "sweep": (sweep.add_arguments, sweep.command),
     "reproduce": (book._reproduce_args, book._reproduce),
     "book": (book._book_args, book._book),
@@ -129,10 +154,36 @@ EXAMPLES: dict[str, str] = {
     "train": "vqstudy config > run.json\n"
              "  vqstudy train run.json --set train.schedule=deferred --set train.warmup_steps=1000 --out result.json",
     "config": "vqstudy config --set quantizer.codebook_size=128 > run.json",
+    "diagnose": "vqstudy diagnose codebook.pt --embeddings z.npy --json report.json --report report/",
     "sweep": "vqstudy sweep grid.yaml --out runs/my-sweep",
     "reproduce": "vqstudy reproduce --profile quick",
     "book": "vqstudy book",
 }
+
+
+def command_transcript(argv: list[str], cwd: str | Path, save_to: str | Path | None = None) -> str:
+    """Run ``vqstudy ARGV`` in ``cwd`` (so the printed paths are relative) and return ``$ command`` + its output.
+
+    With ``save_to``, also write the transcript there (the how-to page includes chapter 7's).
+    """
+    import contextlib
+    import os
+    import shlex
+
+    buf = io.StringIO()
+    before = Path.cwd()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(buf):
+            code = main(list(argv))
+    finally:
+        os.chdir(before)
+    if code != 0:
+        raise RuntimeError(f"vqstudy {shlex.join(argv)} exited with {code}")
+    text = f"$ vqstudy {shlex.join(argv)}\n{buf.getvalue()}"
+    if save_to is not None:
+        write_atomic(save_to, text)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

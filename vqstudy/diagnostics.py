@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.spatial.distance import pdist
 
 from .quantize import _check_chunk, check_finite
 
@@ -127,20 +128,100 @@ def water_filling_dimension(eigenvalues: np.ndarray, codebook_size: int) -> int:
 
 # --- codebook geometry --------------------------------------------------------------------------
 
+EXACT_PAIRS_UP_TO = 4096  # codes; above, Euclidean pairs use the matrix-product form (float64, ~1e-12 relative)
+
+
 def codebook_spread(codebook: Any, chunk_size: int = 1024) -> tuple[float, float]:
     """Mean pairwise cosine distance (1 - cos) and Euclidean distance over distinct code pairs."""
     c = _as_tensor(codebook).double()
     k = c.shape[0]
     if k < 2:
         return 0.0, 0.0
+    return cosine_spread(c), euclidean_spread(c, chunk_size)
+
+
+def cosine_spread(codebook: Any) -> float:
+    """Mean pairwise cosine distance (1 - cos) over distinct code pairs (0 for fewer than two codes)."""
+    c = _as_tensor(codebook).double()
+    k = c.shape[0]
+    if k < 2:
+        return 0.0
     unit = torch.nn.functional.normalize(c, dim=1)
     cos_sum = (unit.sum(0).pow(2).sum() - unit.pow(2).sum()).item()  # sum over i != j of cos
+    return 1.0 - cos_sum / (k * (k - 1))
+
+
+def euclidean_spread(codebook: Any, chunk_size: int = 1024) -> float:
+    """Mean pairwise Euclidean distance over distinct code pairs (0 for fewer than two codes)."""
+    c = _as_tensor(codebook).double()
+    k = c.shape[0]
+    if k < 2:
+        return 0.0
+    mode = "donot_use_mm_for_euclid_dist" if k <= EXACT_PAIRS_UP_TO else "use_mm_for_euclid_dist"
     euclid_sum = 0.0
     for start in range(0, k, chunk_size):
-        d = torch.cdist(c[start:start + chunk_size], c, compute_mode="donot_use_mm_for_euclid_dist")
+        d = torch.cdist(c[start:start + chunk_size], c, compute_mode=mode)
         euclid_sum += d.sum().item()
-    pairs = k * (k - 1)
-    return 1.0 - cos_sum / pairs, euclid_sum / pairs
+    return euclid_sum / (k * (k - 1))
+
+
+def mean_pairwise_distance(x: Any, sample: int | None = None, seed: int = 0) -> tuple[float, int]:
+    """Mean Euclidean distance over distinct pairs of rows, and how many rows it used.
+
+    With ``sample`` and more rows than that, a fixed seeded subset of ``sample``
+    rows (numpy's generator, so torch's global random state is untouched)
+    estimates it; otherwise every pair counts and the value is exact.
+    """
+    v = _as_tensor(x).double()
+    v = v.reshape(-1, v.shape[-1])
+    if sample is not None and v.shape[0] > sample:
+        v = v[torch.from_numpy(spread_sample_rows(v.shape[0], sample, seed)).to(v.device)]
+    n = v.shape[0]
+    if n < 2:
+        return 0.0, n
+    return float(pdist(v.cpu().numpy()).mean()), n  # scipy: each pair once, float64
+
+
+def spread_sample_rows(n: int, sample: int, seed: int = 0) -> np.ndarray:
+    """The sorted rows :func:`mean_pairwise_distance` uses out of ``n`` (all of them when ``n <= sample``)."""
+    if n <= sample:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
+
+
+SPREAD_SAMPLE = 2048  # rows of the embeddings behind their mean pairwise distance (exact below this)
+
+
+def scale_free_metrics(codebook: Any, counts: torch.Tensor, embed_mean: Any, embed_spread: float,
+                       codebook_euclidean: float | None = None) -> dict[str, float]:
+    """Codebook geometry that does not depend on the latent scale or on dead codes.
+
+    - ``codebook_centered_cosine_spread``: mean pairwise cosine distance of the
+      codes after subtracting the embeddings' mean (the uncentered one mostly
+      measures where the data sit relative to the origin);
+    - ``codebook_relative_spread``: the codes' mean pairwise Euclidean distance
+      over the embeddings' own (``embed_spread``), so models of different scale
+      compare;
+    - ``used_*``: the same, and the effective dimension and participation
+      ratio, over the codes that received at least one vector (dead codes
+      left at their init would otherwise decide them).
+
+    ``codebook_euclidean``: the whole codebook's mean pairwise distance when
+    already known (it is the slow part for large K).
+    """
+    c = _as_tensor(codebook).double().cpu()
+    mean = _as_tensor(embed_mean).double().cpu().reshape(1, -1)
+    used = c[counts.cpu() > 0]
+    out: dict[str, float] = {}
+    for prefix, codes, euclid in (("", c, codebook_euclidean), ("used_", used, None)):
+        euclid = euclidean_spread(codes) if euclid is None else euclid
+        out[f"{prefix}codebook_centered_cosine_spread"] = cosine_spread(codes - mean)
+        out[f"{prefix}codebook_relative_spread"] = euclid / embed_spread if embed_spread > 0 else float("nan")
+    out["used_codebook_euclidean_spread"] = euclid
+    used_eig = covariance_eigenvalues(used)
+    out["used_codebook_effective_dim"] = effective_dimension(used_eig)
+    out["used_codebook_participation_ratio"] = participation_ratio(used_eig)
+    return out
 
 
 # --- labels -------------------------------------------------------------------------------------
@@ -162,7 +243,12 @@ def mode_entropy(indices: torch.Tensor, labels: torch.Tensor, codebook_size: int
     """
     n_clusters = int(labels.max()) + 1
     joint = torch.bincount(indices * n_clusters + labels, minlength=codebook_size * n_clusters)
-    joint = joint.reshape(codebook_size, n_clusters)
+    return mode_entropy_from_counts(joint.reshape(codebook_size, n_clusters))
+
+
+def mode_entropy_from_counts(joint: torch.Tensor) -> dict[str, Any]:
+    """:func:`mode_entropy` from the (K, clusters) table of how many vectors of each cluster each code got."""
+    n_clusters = joint.shape[1]
     used = joint.sum(1) > 0
     owner = joint[used].argmax(1)
     codes_per_cluster = torch.bincount(owner, minlength=n_clusters).double()
@@ -277,6 +363,13 @@ def diagnose(embeddings: Any, indices: Any, codebook: Any, labels: Any = None,
         "codebook_spectrum": (c_eig / c_eig.sum()).tolist() if c_eig.sum() > 0 else c_eig.tolist(),
     })
 
+    embed_spread, spread_rows = mean_pairwise_distance(z, SPREAD_SAMPLE)
+    out["embed_euclidean_spread"] = embed_spread
+    out["embed_spread_sample"] = spread_rows
+    out["embedding_dim"] = int(z.shape[1])
+    out.update(scale_free_metrics(c, counts, z.double().mean(0) if z.shape[0] else torch.zeros(z.shape[1]),
+                                  embed_spread, out["codebook_euclidean_spread"]))
+
     to_code, to_embedding = nearest_distances(z, c, chunk_size)
     out["embedding_to_code_distance"] = float(to_code.double().mean())
     out["code_to_embedding_distance"] = float(to_embedding.double().mean())
@@ -299,6 +392,8 @@ SCALAR_METRICS = (
     "embed_effective_dim", "embed_participation_ratio", "codebook_effective_dim",
     "codebook_participation_ratio", "water_filling_dim", "mode_entropy", "clusters_covered",
     "cluster_separation", "coverage", "code_to_embedding_distance",
+    "codebook_centered_cosine_spread", "codebook_relative_spread", "used_codebook_centered_cosine_spread",
+    "used_codebook_relative_spread", "used_codebook_effective_dim", "used_codebook_participation_ratio",
 )
 
 

@@ -8,8 +8,10 @@ keeps a per-step log of the scalar metrics during anyone's training loop.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -108,7 +110,8 @@ class CollapseTracker:
 
 
 def train_with_vector_quantize(config: RunConfig, vq_kwargs: dict[str, Any], eval_every: int,
-                               warmup_steps: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
+                               warmup_steps: int = 0, keep_modules: dict[str, Any] | None = None,
+                               ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Train vqstudy's autoencoder around a vector-quantize-pytorch ``VectorQuantize`` and track both collapses.
 
     Same data, encoder/decoder, optimizer, batches and budget as :func:`vqstudy.train.train` with ``config``;
@@ -116,7 +119,8 @@ def train_with_vector_quantize(config: RunConfig, vq_kwargs: dict[str, Any], eva
     With ``warmup_steps > 0`` the quantizer is bypassed for those steps, so a ``kmeans_init=True``
     codebook is fitted on the *trained* encoder's first batch: deferred quantization with the library.
     Returns the tracker's frame (diagnostics of the whole data set every ``eval_every`` steps, plus the
-    reconstruction error) and the final diagnostics.
+    reconstruction error) and the final diagnostics. ``keep_modules``, when given, receives the trained
+    ``encoder``, ``decoder`` and ``vq`` and the training ``data`` (to save the tokenizer afterwards).
     """
     from vector_quantize_pytorch import VectorQuantize
 
@@ -165,4 +169,28 @@ def train_with_vector_quantize(config: RunConfig, vq_kwargs: dict[str, Any], eva
     tracker.every = 1
     record(tc.steps)
     frame = tracker.frame()
+    if keep_modules is not None:
+        keep_modules.update(encoder=encoder, decoder=decoder, vq=vq, data=data)
     return frame, frame.iloc[-1].to_dict()
+
+
+@torch.no_grad()
+def save_tokenizer(vq: nn.Module, encoder: nn.Module, x: torch.Tensor, folder: str | Path,
+                   labels: Any = None) -> dict[str, Path]:
+    """Save what ``vqstudy diagnose`` reads: ``tokenizer.pt`` (the quantizer's state dict), ``embeddings.npy``
+    (the encoder's outputs on ``x``, float32) and, with ``labels``, ``labels.npy``. Returns the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    was_training = encoder.training
+    try:
+        encoder.eval()
+        z = encoder(x)
+    finally:
+        encoder.train(was_training)
+    paths = {"codebook": folder / "tokenizer.pt", "embeddings": folder / "embeddings.npy"}
+    torch.save(vq.state_dict(), paths["codebook"])
+    np.save(paths["embeddings"], z.reshape(-1, z.shape[-1]).float().cpu().numpy())
+    if labels is not None:
+        paths["labels"] = folder / "labels.npy"
+        np.save(paths["labels"], torch.as_tensor(labels).reshape(-1).long().cpu().numpy())
+    return paths

@@ -37,11 +37,17 @@ def results_dir(start: Path | None = None) -> Path:
     """
     if os.environ.get(RESULTS_ENV):
         return Path(os.environ[RESULTS_ENV])
+    return book_path("results", start)
+
+
+def book_path(relative: str, start: Path | None = None) -> Path:
+    """``relative`` inside the book the chapter runs in (the folder holding ``_config.yml`` and
+    ``notebooks/``, found from the working directory), else inside the working directory."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "_config.yml").is_file() and (folder / "notebooks").is_dir():
-            return folder / "results"
-    return here / "results"
+            return folder / relative
+    return here / relative
 
 
 class ParameterError(ValueError):
