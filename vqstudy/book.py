@@ -241,11 +241,6 @@ def has_outputs(nb: dict) -> bool:
     return any(cell.get("outputs") for cell in nb.get("cells", []) if cell.get("cell_type") == "code")
 
 
-def execution_seconds(nb: dict) -> float | None:
-    duration = nb.get("metadata", {}).get("papermill", {}).get("duration")
-    return float(duration) if isinstance(duration, (int, float)) else None
-
-
 # --- results files -------------------------------------------------------------------------------
 
 def fingerprint(record: dict) -> str:
@@ -264,7 +259,6 @@ class ChapterResults:
     title: str
     chapter: str | None                   # results id; None: the chapter records no claims
     record: dict | None = None            # None: no results file yet (non-strict mode only)
-    execution_s: float | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -281,7 +275,7 @@ def check_results(notebook: Path, results_dir: Path) -> ChapterResults:
     notebook, results_dir = Path(notebook), Path(results_dir)
     nb = _read_notebook(notebook)
     chapter = expected_results(notebook)
-    out = ChapterResults(notebook, notebook_title(notebook), chapter, execution_s=execution_seconds(nb))
+    out = ChapterResults(notebook, notebook_title(notebook), chapter)
     if chapter is None:
         return out
     if chapter != notebook.stem:
@@ -602,7 +596,8 @@ def full_profile_estimate(record: dict) -> tuple[str, str]:
 ENVIRONMENT_LABELS = (
     ("cpu_model", "CPU"), ("cpu_capability", "CPU instruction set used by PyTorch"), ("cores", "CPU cores"),
     ("memory_gb", "Memory (GB)"), ("threads", "Torch threads per run"),
-    ("reproducible_numerics", "Deterministic numerics"), ("processor", "Architecture"),
+    ("reproducible_numerics", "Reproducible-numerics mode (pinned kernels)"),
+    ("cpu_features", "Widest SIMD the CPU offers"), ("processor", "Architecture"),
     ("platform", "Operating system"), ("python", "Python"), ("torch", "PyTorch"), ("numpy", "NumPy"),
     ("vqstudy", "vqstudy"), ("git_revision", "Source revision"),
 )
@@ -646,18 +641,20 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
     """Machine, versions, seeds and wall time of each stored run, and the full profile's expected cost."""
     lines = [
         GENERATED_NOTE, "", "(reproducibility)=", "# Reproducibility", "",
-        "Everything on this page is read from the chapters' results files and the notebooks' stored run "
-        "metadata when the book is built. To rerun every chapter and rebuild this book, from a clone of the "
+        "Everything on this page is read from the chapters' results files when the book is built. To rerun every chapter and rebuild this book, from a clone of the "
         "repository:", "",
         "```bash", "bash reproduce.sh               # run every chapter, build the book",
         "PROFILE=full bash reproduce.sh  # paper-scale seeds and sweeps",
         "bash reproduce.sh test          # the test suite", "```", "",
         "(`reproduce.sh` first installs the pinned requirements into `.venv`; the quick profile is the default.)",
         "",
-        "Each chapter fixes its seeds, the thread count and `torch.use_deterministic_algorithms(True)`, so a "
-        "rerun on the same machine and versions prints the same numbers (the test suite checks this with "
-        "`pytest --nbval`). Results differ across thread counts and CPU types in the last digits; the "
-        "verdicts are asserted with tolerances over several seeds.", "",
+        "Each chapter fixes its seeds, the thread count and `torch.use_deterministic_algorithms(True)`, and "
+        "runs in the reproducible-numerics mode (`vqstudy/numerics.py`): every numeric library is pinned to "
+        "kernels that do not depend on the CPU's instruction set, so a rerun prints the same numbers (the test "
+        "suite checks this with `pytest --nbval`, and `tests/test_numerics.py` checks it under emulated "
+        "AVX-512, AVX2 and SSE4.2 CPUs). Not yet covered: an Intel and an AMD CPU still differ in the last "
+        "digits of some kernels, and so do ARM machines; there, `pytest --nbval-lax notebooks/` runs every "
+        "cell and claim check without comparing the stored numbers.", "",
         "## The machine and software of the stored runs", "",
         ":::{table} Recorded by each chapter in its results file.", ":name: environment-table", "",
     ]
@@ -666,25 +663,24 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
         "## Runs per chapter", "",
         ":::{table} Profile, seeds and time of the run stored in each chapter.",
         ":name: runs-table", "",
-        "| Chapter | Seeds | Run | Notebook | Full profile |",
-        "|---|---|---|---|---|",
+        "| Chapter | Seeds | Run | Full profile |",
+        "|---|---|---|---|",
     ]
-    totals = {"run": 0.0, "notebook": 0.0, "full": 0.0}
+    totals = {"run": 0.0, "full": 0.0}
     full_known = True
     for ch in chapters:
         name = f"{_chapter_tag(ch, chapters)} {md_escape(ch.title)}"
         if ch.chapter is None:
-            lines.append(f"| {name} | — | — | {_seconds(ch.execution_s)} | records no claims |")
+            lines.append(f"| {name} | — | — | records no claims |")
             continue
         if ch.record is None:
-            lines.append(f"| {name} | no results file yet | — | {_seconds(ch.execution_s)} | — |")
+            lines.append(f"| {name} | no results file yet | — | — |")
             full_known = False
             continue
         params = ch.record.get("parameters", {})
         estimate, _ = full_profile_estimate(ch.record)
         wall = ch.record.get("wall_time_s")
         totals["run"] += wall or 0.0
-        totals["notebook"] += ch.execution_s or 0.0
         ratio = ch.record.get("numbers", {}).get("full_profile_work_ratio")
         if params.get("profile") == "full":
             totals["full"] += wall or 0.0
@@ -693,17 +689,16 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
         else:
             full_known = False
         profile = "" if params.get("profile") == "quick" else f" ({md_escape(params.get('profile', '?'))})"
-        lines.append(f"| {name}{profile} | {_seeds(params)} | {_seconds(wall)} | {_seconds(ch.execution_s)} | "
-                     f"{estimate} |")
+        lines.append(f"| {name}{profile} | {_seeds(params)} | {_seconds(wall)} | {estimate} |")
     if not chapters:
-        lines.append("| (no chapters yet) | | | | |")
+        lines.append("| (no chapters yet) | | | |")
     else:
-        lines.append(f"| **All chapters** | | **{_seconds(totals['run'])}** | **{_seconds(totals['notebook'])}** | "
+        lines.append(f"| **All chapters** | | **{_seconds(totals['run'])}** | "
                      f"**{'≈ ' + _seconds(totals['full']) if full_known and totals['full'] else 'not recorded'}** |")
     lines += [":::", "",
-              "*Run* is measured inside the notebook, from its set-up to writing the results file; *notebook* is "
-              "papermill's duration of the whole stored run (kernel start and figures included). All runs use the "
-              "*quick* profile unless marked. **The full profile's cost** is the measured quick run time times "
+              "*Run* is measured inside the notebook, from its set-up to writing the results file, on the machine "
+              "above (kept from the first run that produced these numbers: a rerun that reproduces them leaves the "
+              "file as it is). All runs use the *quick* profile unless marked. **The full profile's cost** is the measured quick run time times "
               "the ratio of work (optimizer steps summed over all runs) between the full and quick parameter "
               "sets, which a chapter records as `full_profile_work_ratio`; training time is close to linear in "
               "the number of optimizer steps at a fixed model size on a fixed machine. *Not recorded*: the "
