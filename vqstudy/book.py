@@ -644,7 +644,7 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
         "Everything on this page is read from the chapters' results files when the book is built. To rerun every chapter and rebuild this book, from a clone of the "
         "repository:", "",
         "```bash", "bash reproduce.sh               # run every chapter, build the book",
-        "PROFILE=full bash reproduce.sh  # paper-scale seeds and sweeps",
+        "PROFILE=full bash reproduce.sh  # more seeds, longer training, finer sweeps",
         "bash reproduce.sh test          # the test suite", "```", "",
         "(`reproduce.sh` first installs the pinned requirements into `.venv`; the quick profile is the default.)",
         "",
