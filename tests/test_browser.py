@@ -181,6 +181,10 @@ def site(tmp_path_factory) -> Site:
         page.goto((html / "search.html").as_uri() + f"?q={SEARCH_WORD}", wait_until="load")
         try:
             page.wait_for_selector("#search-results ul.search li", timeout=30_000)
+            # results appear one by one; the summary line says when the search has finished
+            page.wait_for_function("""() => /found/.test(
+                (document.querySelector('#search-results .search-summary') || {}).innerText || '')""",
+                                   timeout=30_000)
         except Exception:  # playwright's TimeoutError: no result appeared
             pass
         search.links = page.evaluate("""() => Array.from(
