@@ -132,7 +132,7 @@ def test_a_worker_without_the_pins_records_a_failure_not_numbers(tiny_config):
     from vqstudy.sweep import _execute
 
     with mock.patch.object(numerics, "active", return_value=False):
-        outcome = _execute(tiny_config.to_dict(), pinned=True)
+        outcome, = _execute([tiny_config.to_dict()], pinned=True)
     assert outcome["status"] == "failed"
     assert "VQSTUDY_REPRODUCIBLE=1 dask worker" in outcome["reason"]
-    assert _execute(tiny_config.to_dict(), pinned=False)["status"] == "ok"
+    assert _execute([tiny_config.to_dict()], pinned=False)[0]["status"] == "ok"

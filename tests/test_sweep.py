@@ -335,8 +335,8 @@ def test_sweep_default_store_is_fresh_and_recomputes(tmp_path, monkeypatch):
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     calls = []
-    real_train = sw.train
-    monkeypatch.setattr(sw, "train", lambda config, **kw: calls.append(config) or real_train(config, **kw))
+    real_train = sw.train_seeds
+    monkeypatch.setattr(sw, "train_seeds", lambda configs, **kw: calls.extend(configs) or real_train(configs, **kw))
     configs = [TINY, TINY.replace(train={"seed": 1}), TINY]
     first = sw.sweep(configs, executor="inline", progress=False)
     second = sw.sweep(configs, executor="inline", progress=False)

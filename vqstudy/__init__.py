@@ -11,7 +11,8 @@ in a cycle, and no module imports this package facade (``vqstudy``) itself;
    and provenance)
 1. ``data``, ``models``, ``quantize``, ``diagnostics``, ``health``, ``analysis``: data sets, networks, the quantizer
    and the collapse measures
-2. ``train``, ``interop``: training one run (ours, or vector-quantize-pytorch's)
+2. ``train``, ``seedbatch``, ``interop``: training one run (ours, or vector-quantize-pytorch's), or several
+   seeds of one run as one batched computation
 3. ``generation``, ``sweep``, ``report``, ``tables``, ``style``, ``plots``, ``claims``: many runs, their presentation and the
    pre-registered claims they are judged by
 4. ``notebook``, ``book``, ``bibstyle``, ``publish``: what a chapter needs, the book built from the chapters, and
@@ -36,6 +37,7 @@ _PUBLIC = {
     "diagnostics": ("diagnose", "scalar_metrics"),
     "quantize": ("VectorQuantizer", "initial_codebook", "kmeans", "nearest_code"),
     "train": ("RunResult", "VQAutoencoder", "evaluate", "train"),
+    "seedbatch": ("train_seeds",),
 }
 _HOME = {name: module for module, names in _PUBLIC.items() for name in names}
 __all__ = list(_HOME)

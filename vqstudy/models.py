@@ -11,6 +11,7 @@ from torch import nn
 from .config import ModelConfig
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+ACTIVATION_LAYERS = tuple(_ACTIVATIONS.values())  # elementwise: they apply unchanged to stacked seeds
 
 
 def mlp(in_dim: int, out_dim: int, depth: int, width: int, activation: str = "relu") -> nn.Sequential:

@@ -41,7 +41,8 @@ from .executors import (SCHEDULER_ENV, ExecutorSpec, check_scheduler_address, ch
                         dask_executor, default_scheduler, run_jobs)
 from .io import CLAIM_STALE_S, ClaimSet, FileFormatError, read_json, read_yaml, remove_stale_temps, write_atomic
 from .repro import git_revision
-from .train import RunResult, train
+from .seedbatch import seed_group_key, train_seeds
+from .train import RunResult
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +52,7 @@ FINISHED = ("ok", "diverged")          # stored outcomes a rerun never repeats
 GRID_KEYS = ("base", "axes")
 RECORD_NAME = re.compile(r"^[0-9a-f]{64}\.json$")
 CLAIM_POLL_S = 1.0                     # how often a sweep looks at runs another sweep is computing
+SEED_BATCH = 10                        # most seeds of one configuration trained together
 
 
 class SweepError(RuntimeError):
@@ -274,31 +276,47 @@ def _failure(exc: BaseException) -> dict[str, Any]:
             "traceback": "".join(traceback.format_exception(exc)), "result": None}
 
 
-def _execute(config_dict: dict[str, Any], pinned: bool = False) -> dict[str, Any]:
-    """Train one config wherever the executor put it; never raises, so one bad run stops no other.
+def _execute(config_dicts: list[dict[str, Any]], pinned: bool = False) -> list[dict[str, Any]]:
+    """Train a seed batch (configs that differ only in their seed) wherever the executor put it.
 
+    Never raises, so one bad run stops no other: each config gets an outcome. Batching changes no
+    stored number (:mod:`vqstudy.seedbatch`), so a record does not say which batch computed it.
     ``pinned``: the sweep was started under the reproducible numerics, so a worker computing without
     them (a Dask worker started without ``VQSTUDY_REPRODUCIBLE=1``) records a failure instead of
     storing numbers that differ from everyone else's.
     """
     if pinned and not numerics.active():
-        return _failure(numerics.NumericsError(
+        return [_failure(numerics.NumericsError(
             "this worker does not compute under the reproducible numerics the sweep was started with: start "
             f"it with {numerics.ENV_FLAG}=1 in its environment (e.g. {numerics.ENV_FLAG}=1 dask worker ...)"))
+            for _ in config_dicts]
     try:
-        result = train(RunConfig.from_dict(config_dict), progress=False)
+        results = train_seeds([RunConfig.from_dict(c) for c in config_dicts], progress=False)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, not raised
-        return _failure(exc)
-    return {"status": result.status, "reason": result.reason, "result": result.to_dict()}
+        return [_failure(exc) for _ in config_dicts]
+    return [{"status": r.status, "reason": r.reason, "result": r.to_dict()} for r in results]
 
 
-def _future_outcome(future: cf.Future) -> dict[str, Any]:
-    """The outcome of a future; an executor-level error (a dead worker, a lost scheduler) is marked
-    ``unstored``: it says nothing about the config, so it must not stop a plain resume from retrying."""
+def seed_batches(configs: Mapping[str, RunConfig], workers: int) -> list[list[str]]:
+    """Keys of ``configs`` grouped into seed batches: configs that differ only in ``train.seed``, at most
+    :data:`SEED_BATCH` per batch, and split so that a lone group still keeps ``workers`` processes busy."""
+    groups: dict[str, list[str]] = {}
+    for key, config in configs.items():
+        groups.setdefault(seed_group_key(config), []).append(key)
+    batches = []
+    for keys in groups.values():
+        size = min(SEED_BATCH, max(1, -(-len(keys) // max(1, workers))))
+        batches += [keys[i:i + size] for i in range(0, len(keys), size)]
+    return batches
+
+
+def _future_outcomes(future: cf.Future, size: int) -> list[dict[str, Any]]:
+    """The outcomes of a seed batch's future; an executor-level error (a dead worker, a lost scheduler) is
+    marked ``unstored``: it says nothing about the configs, so it must not stop a plain resume from retrying."""
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001
-        return {**_failure(exc), "unstored": True}
+        return [{**_failure(exc), "unstored": True} for _ in range(size)]
 
 
 def _check_configs(configs: Iterable[RunConfig]) -> list[RunConfig]:
@@ -334,25 +352,30 @@ def _plan(store: Path, configs: list[RunConfig], rerun_failed: bool,
 
 
 def _claimed(store: Path, waiting: dict[str, RunConfig], claims: ClaimSet, busy: dict[str, RunConfig],
-             stored_meanwhile: list[str], rerun_failed: bool, since: float) -> Iterator[tuple[str, tuple]]:
-    """The jobs of ``waiting`` this sweep claims, each claimed only when the executor takes it.
+             stored_meanwhile: list[str], rerun_failed: bool, since: float,
+             workers: int) -> Iterator[tuple[tuple[str, ...], tuple]]:
+    """The seed batches of ``waiting`` this sweep claims, each claimed only when the executor takes it.
 
     Runs another live sweep holds go to ``busy``; runs another sweep stored
     meanwhile go to ``stored_meanwhile``.
     """
-    for key, config in waiting.items():
-        claim = _claim_path(store, key)
-        if not claims.take(claim):
-            busy[key] = config
-            continue
-        with warnings.catch_warnings():   # a corrupt record was warned about when the sweep was planned
-            warnings.simplefilter("ignore")
-            needed = _needs_run(store, key, rerun_failed, since)
-        if needed:
-            yield key, (config.to_dict(),)
-        else:                             # another sweep stored it between the plan and this claim
-            claims.release(claim)
-            stored_meanwhile.append(key)
+    for batch in seed_batches(waiting, workers):
+        mine = []
+        for key in batch:
+            claim = _claim_path(store, key)
+            if not claims.take(claim):
+                busy[key] = waiting[key]
+                continue
+            with warnings.catch_warnings():   # a corrupt record was warned about when the sweep was planned
+                warnings.simplefilter("ignore")
+                needed = _needs_run(store, key, rerun_failed, since)
+            if needed:
+                mine.append(key)
+            else:                             # another sweep stored it between the plan and this claim
+                claims.release(claim)
+                stored_meanwhile.append(key)
+        if mine:
+            yield tuple(mine), ([waiting[key].to_dict() for key in mine],)
 
 
 def code_version() -> dict[str, str]:
@@ -417,19 +440,19 @@ def run_sweep(configs: Iterable[RunConfig], store_dir: str | Path, executor: Exe
             while waiting:
                 busy: dict[str, RunConfig] = {}
                 stored_meanwhile: list[str] = []
-                jobs = _claimed(store, waiting, claims, busy, stored_meanwhile, rerun_failed, since)
+                jobs = _claimed(store, waiting, claims, busy, stored_meanwhile, rerun_failed, since, workers)
                 task = functools.partial(_execute, pinned=numerics.active())
-                for key, future in run_jobs(task, jobs, executor, workers):
-                    outcome = _future_outcome(future)
-                    statuses[key] = outcome["status"]
-                    if outcome.pop("unstored", False):
-                        warnings.warn(f"run {key[:12]} not stored, the executor failed: {outcome['reason']}",
-                                      stacklevel=2)
-                    else:
-                        _write_record(store, {"key": key, "config": todo[key].to_dict(),
-                                              "code_version": version, **outcome})
-                    claims.release(_claim_path(store, key))
-                    bar.update(1)
+                for keys, future in run_jobs(task, jobs, executor, workers):
+                    for key, outcome in zip(keys, _future_outcomes(future, len(keys))):
+                        statuses[key] = outcome["status"]
+                        if outcome.pop("unstored", False):
+                            warnings.warn(f"run {key[:12]} not stored, the executor failed: {outcome['reason']}",
+                                          stacklevel=2)
+                        else:
+                            _write_record(store, {"key": key, "config": todo[key].to_dict(),
+                                                  "code_version": version, **outcome})
+                        claims.release(_claim_path(store, key))
+                        bar.update(1)
                 skipped += len(stored_meanwhile)
                 bar.update(len(stored_meanwhile))
                 waiting = busy
