@@ -4,9 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import math
+
+import numpy as np
 import pytest
 
 from vqstudy import book
+from vqstudy.claims import primary_tests
 from vqstudy.notebook import Claims
 
 
@@ -37,10 +41,29 @@ def _notebook(path: Path, chapter: str, claims: Claims | None, profile: str = "q
     return path
 
 
-def _claims(chapter: str, spec: dict[str, tuple[bool, bool]]) -> Claims:
+def _values(claim: str, verdict: str) -> dict:
+    """Primary-test values over ten seeds that give ``verdict``: a clear effect, a reversed one, or noise."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for test in primary_tests(claim):
+        bound = math.log(test.threshold) if test.scale == "ratio" else test.threshold
+        toward = -1.0 if test.side == "below" else 1.0
+        shift = {"reproduced": toward, "not reproduced": -toward, "inconclusive": 0.0}[verdict]
+        noise = 3.0 if verdict == "inconclusive" else 0.05
+        effects = bound + shift + rng.normal(0, noise, 10)
+        control = {s: 10.0 for s in range(10)}
+        back = np.exp if test.scale == "ratio" else (lambda e: e)
+        treatment = {s: float(10.0 * back(e)) if test.scale == "ratio" else 10.0 + float(e)
+                     for s, e in enumerate(effects)}
+        out[test.key] = (treatment, control)
+    return out
+
+
+def _claims(chapter: str, spec: dict[str, str]) -> Claims:
     claims = Claims(chapter)
-    for cid, (holds, partly) in spec.items():
-        claims.check(cid, f"statement of {cid}", holds, f"measured {cid}: 1.5 vs 3.25", {"x": 1.5}, partly=partly)
+    for cid, verdict in spec.items():
+        claims.judge(cid, _values(cid, verdict), f"measured {cid}: 1.5 vs 3.25", {"x": 1.5},
+                     statement=f"statement of {cid}")
     return claims
 
 
@@ -48,11 +71,11 @@ def _claims(chapter: str, spec: dict[str, tuple[bool, bool]]) -> Claims:
 def project(tmp_path: Path) -> Path:
     """A fake project: two chapters with results, one verdict of each kind."""
     (tmp_path / "book").mkdir()
-    a = _claims("02_alpha", {"C1": (True, False), "C2": (False, True)})
+    a = _claims("02_alpha", {"C1": "reproduced", "C2": "inconclusive"})
     _notebook(tmp_path / "notebooks" / "02_alpha.ipynb", "02_alpha", a)
     a.write({"profile": "quick", "seeds": [0, 1, 2]}, {"full_profile_work_ratio": 10},
             directory=tmp_path / "results")
-    b = _claims("04_beta", {"C8": (False, False)})
+    b = _claims("04_beta", {"C8": "not reproduced"})
     b.not_testable("C7", "statement of C7", "needs ImageNet")
     _notebook(tmp_path / "notebooks" / "04_beta.ipynb", "04_beta", b)
     b.write({"profile": "quick", "seeds": [0, 1]}, directory=tmp_path / "results")
@@ -78,13 +101,13 @@ def test_claims_table_one_row_per_claim_with_copied_verdicts(project: Path):
     assert "measured C1: 1.5 vs 3.25" not in by_id["C1"]
     section = page.split("(claim-c1)=")[1].split("(claim-c2)=")[0]
     assert "measured C1: 1.5 vs 3.25" in section and "{bdg-success}`reproduced`" in section
-    assert "{bdg-warning}`partly`" in by_id["C2"]
+    assert "{bdg-warning}`inconclusive`" in by_id["C2"]
     assert "{bdg-danger}`not reproduced`" in by_id["C8"]
     assert "{bdg-secondary}`not testable here`" in by_id["C7"]
     assert "</notebooks/02_alpha>" in by_id["C1"] and "</notebooks/04_beta>" in by_id["C8"]
     # untested claims say so and name the chapter meant to test them
     assert "not yet tested" in by_id["C3"] and "03 embeddings collapse" in by_id["C3"]
-    assert "not yet tested" in by_id["C5"] and "05 codebook size" in by_id["C5"]
+    assert "not yet tested" in by_id["C5"] and "09 real images" in by_id["C5"]
     # the paper's side is there too
     assert "5,312" in by_id["C6"]
 
@@ -106,13 +129,13 @@ def test_generate_pages_writes_claims_and_reproducibility(project: Path):
 
 def test_landing_summary_counts_verdicts_and_lists_every_claim(project: Path):
     chapters = book.load_results(project, strict=True)
-    assert book.verdict_counts(chapters) == {"reproduced": 1, "partly": 1, "not reproduced": 1,
+    assert book.verdict_counts(chapters) == {"reproduced": 1, "inconclusive": 1, "not reproduced": 1,
                                              "not testable here": 1}
     text = book.landing_summary(chapters, "_generated/key-figure.png")
     assert "4 of the paper's 9 claims were checked, 4 times in 2 chapters" in text
     claim_lines = [line for line in text.splitlines() if line.startswith("- **C")]
     assert [line.split("**")[1] for line in claim_lines] == [f"C{i}" for i in range(1, 10)]
-    assert "{bdg-warning}`partly` {doc}`Ch.\u00a01 </notebooks/02_alpha>`" in text
+    assert "{bdg-warning}`inconclusive` {doc}`Ch.\u00a01 </notebooks/02_alpha>`" in text
     assert ":::{figure} _generated/key-figure.png" in text
     assert ":::{figure}" not in book.landing_summary(chapters, None)
 
@@ -165,7 +188,7 @@ def test_results_not_written_by_the_stored_run_are_stale(project: Path, changes,
 
 def test_other_profile_is_stale(project: Path):
     nb = project / "notebooks" / "02_alpha.ipynb"
-    a = _claims("02_alpha", {"C1": (True, False), "C2": (False, True)})
+    a = _claims("02_alpha", {"C1": "reproduced", "C2": "inconclusive"})
     _notebook(nb, "02_alpha", a, injected='profile = "full"\n')      # stored run: papermill -p profile full
     with pytest.raises(book.BookError, match="profile='full'"):
         book.load_results(project)
@@ -227,7 +250,7 @@ def test_chapter_without_claims_needs_no_results(project: Path):
 
 def test_papermill_cells_are_hidden_without_touching_the_file(project: Path):
     path = project / "notebooks" / "02_alpha.ipynb"
-    a = _claims("02_alpha", {"C1": (True, False), "C2": (False, True)})
+    a = _claims("02_alpha", {"C1": "reproduced", "C2": "inconclusive"})
     _notebook(path, "02_alpha", a, injected='profile = "quick"\n')
     before = path.read_text()
     source = [before]
@@ -266,7 +289,7 @@ def test_execute_chapters_is_idempotent_and_writes_fresh_results(tmp_path: Path)
     body = nbformat.v4.new_code_cell(
         "from pathlib import Path\nfrom vqstudy import notebook as nbk\n"
         'claims = nbk.Claims("02_tiny")\n'
-        'claims.check("C1", "tiny statement", profile == "full", f"profile was {profile}")\n'
+        'claims.not_testable("C1", "tiny statement", f"profile was {profile}")\n'
         "claims.report()\n"
         'claims.write({"profile": profile, "seeds": seeds}, directory=Path("..") / "results")')
     nb.cells = [nbformat.v4.new_markdown_cell("# Tiny chapter"), params, body]
@@ -280,7 +303,7 @@ def test_execute_chapters_is_idempotent_and_writes_fresh_results(tmp_path: Path)
     assert sum("injected-parameters" in c["metadata"].get("tags", []) for c in cells) == 1
     chapter = book.check_results(path, tmp_path / "results")
     assert chapter.record["parameters"]["profile"] == "full"
-    assert chapter.record["claims"][0]["verdict"] == "reproduced"
+    assert chapter.record["claims"][0]["evidence"] == "profile was full"
     assert not list(tmp_path.glob("notebooks/.*.ipynb"))                 # no temporary copies left
 
 

@@ -102,14 +102,14 @@ REGISTRY: tuple[PrimaryTest, ...] = (
                 "width 4, deferred + dead-code restart", "width 128, deferred", "ratio", "below", 0.75,
                 "2024 abstract: codebook fixes alone do not undo it",
                 "the strongest codebook-side fix on the narrow encoder still below the wide encoder"),
-    PrimaryTest("C5", "C5-growth", "08_real_images", "perplexity ratio shrunk/deferred", "largest K",
+    PrimaryTest("C5", "C5-growth", "09_real_images", "perplexity ratio shrunk/deferred", "largest K",
                 "smallest K", "ratio", "below", 0.5,
                 "2025 Fig. 4: the gap opens with K (plateau after 2^13 on CIFAR-10)",
                 "the shrunk/deferred perplexity ratio at the largest K at most half that at the smallest K"),
-    PrimaryTest("C6", "C6-mse", "08_real_images", "reconstruction MSE", SHRUNK_MNIST, DEFERRED_MNIST, "ratio",
+    PrimaryTest("C6", "C6-mse", "09_real_images", "reconstruction MSE", SHRUNK_MNIST, DEFERRED_MNIST, "ratio",
                 "below", 1.25, "Table 1: MSE x1.19 (MaskGIT), x1.17 (VAR) while perplexity drops x5.7, x2.5",
                 "'nearly unchanged' read as at most 25% more error"),
-    PrimaryTest("C6", "C6-perplexity", "08_real_images", "perplexity", SHRUNK_MNIST, DEFERRED_MNIST, "ratio",
+    PrimaryTest("C6", "C6-perplexity", "09_real_images", "perplexity", SHRUNK_MNIST, DEFERRED_MNIST, "ratio",
                 "below", 1 / 3, "Table 1: perplexity 924.6 vs 5311.9 (x5.7)",
                 "the shrinkage must be large (at least threefold) for 'deceptively strong' to mean anything"),
     PrimaryTest("C7", "C7-diversity", "06_generation_diversity", "mean pairwise pixel distance of samples",
@@ -127,6 +127,33 @@ REGISTRY: tuple[PrimaryTest, ...] = (
                 "at least one more effective dimension at the end of training"),
 )
 CLAIM_IDS = tuple(dict.fromkeys(t.claim for t in REGISTRY))
+# One line per claim, as a chapter's verdict states it (the paper's full wording is on the claims page).
+CLAIM_STATEMENTS = {
+    "C1": "a small-scale random codebook init trained jointly uses far fewer codes than a healthy codebook",
+    "C2": "k-means on an untrained encoder bunches the codes in a narrow region",
+    "C3": "an untrained encoder's outputs fall into fewer distinguishable modes than a trained encoder's",
+    "C4": "low encoder capacity collapses the embeddings, and codebook fixes alone do not undo it",
+    "C5": "the shrinkage grows with the codebook size K",
+    "C6": "a shrunk codebook coexists with nearly unchanged reconstructions",
+    "C7": "a generator trained on a shrunk tokenizer's tokens is less diverse",
+    "C8": "deferred quantization fixes the collapse and keeps reconstruction",
+    "C9": "an autoencoder warm-up raises the embeddings' effective dimension after VQ training",
+}
+
+
+def _number(value: float) -> str:
+    """Three significant digits, no scientific notation for the ranges effects take here."""
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.3g}" if abs(value) >= 1 else f"{value:.2g}"
+    return f"{value:.2e}"
+
+
+def describe_test(test: Mapping[str, object]) -> str:
+    """One line for a judged primary test (as a chapter records it): the effect, its interval, the rule."""
+    op = "/" if test["scale"] == "ratio" else "−"
+    return (f"{test['metric']}: {test['treatment']} {op} {test['control']} = {_number(test['effect'])} "
+            f"[95% CI {_number(test['low'])}, {_number(test['high'])}] over {len(test['seeds'])} seeds; "
+            f"the paper's side: {test['side']} {_number(test['threshold'])} → {test['outcome']}")
 
 
 def primary_tests(claim: str) -> tuple[PrimaryTest, ...]:

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import claims as registry
+from .claims import VERDICTS
 from .io import write_atomic
 from .repro import environment, make_deterministic
 
 PROFILES = ("quick", "full")
-VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here")
 RESULTS_ENV = "VQSTUDY_RESULTS_DIR"
 # Fields of a results file that describe one execution rather than its numbers.
 VOLATILE_FIELDS = ("environment", "wall_time_s")
@@ -130,6 +131,8 @@ class Verdict:
     verdict: str
     evidence: str
     numbers: dict[str, Any]
+    primary: list[dict[str, Any]] = field(default_factory=list)   # each primary test: effect, interval, outcome
+    stability: float | None = None                                 # share of seed resamples giving this verdict
 
 
 @dataclass
@@ -139,15 +142,28 @@ class Claims:
     verdicts: list[Verdict] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
-    def check(self, claim: str, statement: str, holds: bool, evidence: str,
-              numbers: dict[str, Any] | None = None, partly: bool = False) -> Verdict:
-        """Record one claim: ``holds`` -> reproduced, else ``partly`` -> partly, else not reproduced."""
-        verdict = "reproduced" if holds else ("partly" if partly else "not reproduced")
-        v = Verdict(claim, statement, verdict, evidence, _plain(numbers or {}))
+    def judge(self, claim: str, values: dict[str, tuple[dict[int, float], dict[int, float]]], evidence: str,
+              numbers: dict[str, Any] | None = None, statement: str | None = None,
+              min_seeds: int = registry.MIN_SEEDS) -> Verdict:
+        """Judge ``claim`` by its pre-registered primary tests (:mod:`vqstudy.claims`) and record the verdict.
+
+        ``values[test.key] = (treatment by seed, control by seed)`` for each primary test of the claim;
+        ``evidence`` and ``numbers`` are the chapter's secondary measurements: shown, never voting.
+        ``min_seeds`` below the rule's ten is for smoke runs only (the book refuses such a record).
+        """
+        judged = registry.judge_claim(claim, values, min_seeds=min_seeds)
+        tests = [{"key": r.test.key, "statement": r.test.statement, "metric": r.test.metric,
+                  "treatment": r.test.treatment, "control": r.test.control, "scale": r.test.scale,
+                  "side": r.test.side, "threshold": r.test.threshold, "paper": r.test.paper,
+                  "effect": r.effect, "low": r.interval[0], "high": r.interval[1], "outcome": r.outcome,
+                  "seeds": list(r.seeds)} for r in judged.tests]
+        v = Verdict(claim, statement or registry.CLAIM_STATEMENTS[claim], judged.verdict, evidence,
+                    _plain(numbers or {}), tests, judged.stability)
         self.verdicts.append(v)
         return v
 
     def not_testable(self, claim: str, statement: str, why: str) -> Verdict:
+        registry.primary_tests(claim)  # an unknown claim fails here
         v = Verdict(claim, statement, "not testable here", why, {})
         self.verdicts.append(v)
         return v
@@ -155,6 +171,10 @@ class Claims:
     def report(self) -> None:
         for v in self.verdicts:
             print(f"{v.claim}: {v.verdict.upper()} - {v.statement}")
+            for test in v.primary:
+                print(f"    primary: {registry.describe_test(test)}")
+            if v.stability is not None:
+                print(f"    stability: {v.stability:.2f} of seed resamples give the same verdict")
             print(f"    evidence: {v.evidence}")
 
     def show(self) -> None:
@@ -207,7 +227,7 @@ def _same_results(path: Path, record: dict[str, Any]) -> bool:
     return isinstance(old, dict) and strip(old) == strip(json.loads(json.dumps(record)))
 
 
-BADGE_CLASSES = {"reproduced": "success", "partly": "warning", "not reproduced": "danger",
+BADGE_CLASSES = {"reproduced": "success", "inconclusive": "warning", "not reproduced": "danger",
                  "not testable here": "secondary"}
 
 
@@ -226,7 +246,11 @@ class VerdictBox:
             items.append(
                 f'<li><span class="sd-badge sd-bg-{kind} sd-bg-text-{kind}">{escape(v.verdict)}</span> '
                 f'<a href="../book/claims.html#claim-{v.claim.lower()}"><strong>{escape(v.claim)}</strong></a>'
-                f" — {escape(v.statement)}.<br><span class=\"vq-evidence\">{escape(v.evidence)}</span></li>")
+                f" — {escape(v.statement)}."
+                + "".join(f'<br><span class="vq-primary">{escape(registry.describe_test(t))}</span>' for t in v.primary)
+                + (f'<br><span class="vq-evidence">Stability: {v.stability:.2f} of seed resamples give this verdict.'
+                   '</span>' if v.stability is not None else "")
+                + f'<br><span class="vq-evidence">{escape(v.evidence)}</span></li>')
         return ('<div class="admonition note vq-verdicts"><p class="admonition-title">Verdicts of this '
                 f'chapter</p><ul>{"".join(items)}</ul><p class="vq-evidence">Recorded in '
                 f"<code>results/{escape(self.chapter)}.json</code>; all chapters: "
@@ -234,7 +258,9 @@ class VerdictBox:
 
     def _repr_markdown_(self) -> str:
         lines = [f"**Verdicts of this chapter** (recorded in `results/{self.chapter}.json`)", ""]
-        lines += [f"- **{v.claim}: {v.verdict}** — {v.statement}. {v.evidence}" for v in self.verdicts]
+        for v in self.verdicts:
+            lines.append(f"- **{v.claim}: {v.verdict}** — {v.statement}. {v.evidence}")
+            lines += [f"  - {registry.describe_test(t)}" for t in v.primary]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
