@@ -128,6 +128,7 @@ def _nearest(x: torch.Tensor, codebook: torch.Tensor, chunk_size: int, return_di
             dist[start:start + chunk_size] = (best + rows.pow(2).sum(1)).clamp_min_(0.0)
         else:
             idx[start:start + chunk_size] = partial.argmin(1)
+        del partial  # freed before the next chunk's product is allocated: one chunk's distances at a time
     return (idx, dist) if return_distance else idx
 
 
