@@ -1,6 +1,7 @@
 """Speed of vqstudy's quantizer, measured fairly: interleaved arms, FAISS and a true floor as anchors.
 
-Run: ``python benchmarks/bench_quantizer.py [--quick] [--out results/performance.json]``.
+Run: ``python benchmarks/bench_quantizer.py [--quick] [--threads T] [--out results/performance.json]``
+(``--rerender`` recomputes the targets from the stored JSON and re-renders the page without measuring).
 
 Fairness. Every workload (assignment, training step, k-means, diagnostics) is a set of *arms* timed in one
 process, round-robin: after a warm-up of every arm, each of R >= 7 rounds runs every arm once, the order
