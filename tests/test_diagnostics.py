@@ -163,3 +163,17 @@ def test_bounded_memory_on_large_input():
     c = torch.randn(512, 8, generator=gen)
     d = diagnose(z, torch.zeros(200_000, dtype=torch.long), c, chunk_size=4096)
     assert d["n_vectors"] == 200_000 and math.isfinite(d["code_to_embedding_distance"])
+
+
+def test_nearest_distances_equal_the_full_distance_matrix_bit_for_bit():
+    """One reused chunk buffer and amin give exactly what the plain N x K expression gives."""
+    from vqstudy.diagnostics import nearest_distances
+
+    gen = torch.Generator().manual_seed(2)
+    x, c = torch.randn(1000, 9, generator=gen), torch.randn(37, 9, generator=gen)
+    full = torch.addmm(c.pow(2).sum(1), x, c.t(), alpha=-2.0).add_(x.pow(2).sum(1, keepdim=True))
+    rows, cols = nearest_distances(x, c, chunk_size=1000)
+    assert torch.equal(rows, full.min(1).values.clamp_min(0).sqrt()) and torch.equal(
+        cols, full.min(0).values.clamp_min(0).sqrt())
+    chunked = nearest_distances(x, c, chunk_size=64)
+    assert torch.allclose(chunked[0], rows, atol=1e-5) and torch.allclose(chunked[1], cols, atol=1e-5)

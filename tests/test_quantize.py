@@ -157,3 +157,17 @@ def test_data_init_samples_given_vectors():
         initial_codebook("kmeans", 5, 2, torch.Generator())
     with pytest.raises(ValueError, match="allowed values"):
         initial_codebook("zeros", 5, 2, torch.Generator())
+
+
+def test_chunked_search_gives_the_bits_of_a_fresh_addmm_per_chunk():
+    """_nearest writes every chunk into one reused buffer: the indices and distances of the plain expression."""
+    from vqstudy.quantize import _nearest
+
+    gen = torch.Generator().manual_seed(5)
+    for n, d, k, chunk in ((1000, 3, 7, 64), (777, 33, 129, 100), (300, 16, 40, 10 ** 6)):
+        x, c = torch.randn(n, d, generator=gen), torch.randn(k, d, generator=gen)
+        parts = [torch.addmm(c.pow(2).sum(1), x[s:s + chunk], c.t(), alpha=-2.0) for s in range(0, n, chunk)]
+        best, arg = torch.cat(parts).min(1)
+        assert torch.equal(_nearest(x, c, chunk), torch.cat([p.argmin(1) for p in parts]))
+        idx, dist = _nearest(x, c, chunk, return_distance=True)
+        assert torch.equal(idx, arg) and torch.equal(dist, (best + x.pow(2).sum(1)).clamp_min_(0.0))

@@ -292,11 +292,14 @@ def nearest_distances(x: torch.Tensor, codebook: torch.Tensor, chunk_size: int =
     c_sq, ct = c.pow(2).sum(1), c.t()
     row_min = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     col_min = torch.full((c.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
+    # One reused buffer (the same bits as a fresh addmm, without allocating each chunk); amin is min's
+    # values, exactly, without min's index bookkeeping.
+    buf = torch.empty(min(chunk_size, x.shape[0]), c.shape[0], dtype=x.dtype, device=x.device)
     for start in range(0, x.shape[0], chunk_size):
         rows = x[start:start + chunk_size]
-        d = torch.addmm(c_sq, rows, ct, alpha=-2.0).add_(rows.pow(2).sum(1, keepdim=True))
-        row_min[start:start + chunk_size] = d.min(1).values
-        col_min = torch.minimum(col_min, d.min(0).values)
+        d = torch.addmm(c_sq, rows, ct, alpha=-2.0, out=buf[:rows.shape[0]]).add_(rows.pow(2).sum(1, keepdim=True))
+        row_min[start:start + chunk_size] = d.amin(1)
+        col_min = torch.minimum(col_min, d.amin(0))
     return row_min.clamp_min_(0).sqrt_(), col_min.clamp_min_(0).sqrt_()
 
 

@@ -1,0 +1,62 @@
+"""The fair benchmark's machinery: rotated interleaving, paired ratios, targets and a page without 'nan'."""
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("faiss")
+pytest.importorskip("vector_quantize_pytorch")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_quantizer as bench  # noqa: E402
+import perf_report  # noqa: E402
+
+
+def test_interleave_rotates_the_order_and_times_every_arm_each_round():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = bench.interleave(fns, rounds=4)
+    assert calls[:6] == list("aabbcc")  # warm-up: twice each, cheap calls
+    assert calls[6:] == list("abc" "bca" "cab" "abc")
+    assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4, "c": 4}
+    with pytest.raises(ValueError, match="rounds"):
+        bench.interleave(fns, rounds=0)
+
+
+def test_paired_ratio_is_taken_within_rounds():
+    r = bench.paired_ratio({"x": [2.0, 4.0, 6.0], "y": [1.0, 4.0, 2.0]}, "x", "y")
+    assert (r["median"], r["min"], r["max"], r["n"]) == (2.0, 1.0, 3.0, 3)
+
+
+def test_floor_and_reference_find_the_same_codes_as_nearest_code():
+    x, codes = bench.make_data(300, 8, 40)
+    fns = bench.assign_fns(x, codes)
+    assert fns["floor"]() is None
+    assert (fns["reference"]() == fns["vqstudy"]()).all() and (fns["faiss"]() == fns["vqstudy"]()).all()
+
+
+def test_the_library_arm_takes_the_same_step_as_ours():
+    row = bench.step_check(512, 8, 32)
+    assert row["passed"] and row["agree"] == 1.0
+
+
+def _data(passed_ratio: float) -> dict:
+    times = {"vqstudy": [1.0, 1.2, 1.1], "faiss": [1.0, 1.0, 1.0], "reference": [0.9, 0.9, 0.9],
+             "floor": [0.5, 0.5, 0.5], "vqstudy (faiss backend)": [passed_ratio] * 3}
+    results = [{"workload": "assign", "n": 16384, "d": 64, "k": 1024, "times": times,
+                "arms": {k: bench.spread(v) for k, v in times.items()}}]
+    return {"results": results, "targets": bench.all_targets(results, []), "memory": [], "memory_error": None,
+            "gate": [], "step_check": [], "gate_passed": True, "started": "now", "duration_s": 60.0,
+            "config": {**bench.MODES["quick"], "mode": "quick", "threads": 2, "ema_decay": 0.99, "beta": 0.25,
+                       "eps": 1e-5, "kmeans_iters": 20, "chunk_size": 8192, "memory_bound": 1.5},
+            "machine": {"cpu": "test", "note": bench.SHARED_MACHINE_NOTE}}
+
+
+def test_targets_and_page_mark_misses_and_print_no_nan(tmp_path):
+    data = _data(passed_ratio=1.0)
+    by = {t["name"]: t for t in data["targets"]}
+    assert by["assignment vs FAISS"]["ratio"]["median"] == pytest.approx(1.1) and by["assignment vs FAISS"]["passed"]
+    assert not by["assignment vs chunked floor"]["passed"]  # 2.2x the floor
+    perf_report.render(data, tmp_path)
+    page = (tmp_path / "performance.md").read_text()
+    assert "nan" not in page.lower() and "**missed**" in page and "not measured" in page
+    assert "2.2× [" in page and (tmp_path / "figures" / "performance.png").stat().st_size > 0
