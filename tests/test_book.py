@@ -248,6 +248,29 @@ def test_chapter_without_claims_needs_no_results(project: Path):
     assert "records no claims" in book.reproducibility_page(chapters, project)
 
 
+def test_chapter_that_records_numbers_but_no_claim(project: Path):
+    """A chapter that illustrates without judging (chapter 5) writes a results file with no claims: it loads
+    strictly, shows its run on the reproducibility page, and adds nothing to the claims."""
+    before = book.load_results(project, strict=True)
+    quiet = Claims("05_gamma")
+    _notebook(project / "notebooks" / "05_gamma.ipynb", "05_gamma", quiet)
+    quiet.write({"profile": "quick", "seeds": [0, 1, 2]}, {"ratio": 0.5}, directory=project / "results")
+    book.write_toc(project)
+    chapters = book.load_results(project, strict=True)
+    gamma = chapters[-1]
+    assert gamma.chapter == "05_gamma" and gamma.record["claims"] == [] and gamma.record["numbers"] == {"ratio": 0.5}
+    assert book.verdict_counts(chapters) == book.verdict_counts(before)
+    assert "05_gamma" not in book.claims_page(chapters)
+    row = next(line for line in book.reproducibility_page(chapters, project).splitlines() if "05\\_gamma" in line)
+    assert r"seeds = \[0, 1, 2\]" in row and "records no claims" not in row
+    path = project / "results" / "05_gamma.json"          # a claim the notebook never printed is stale
+    record = json.loads(path.read_text())
+    record["claims"] = json.loads((project / "results" / "04_beta.json").read_text())["claims"][:1]
+    path.write_text(json.dumps(record))
+    with pytest.raises(book.BookError, match="05_gamma.json is stale"):
+        book.load_results(project)
+
+
 def test_papermill_cells_are_hidden_without_touching_the_file(project: Path):
     path = project / "notebooks" / "02_alpha.ipynb"
     a = _claims("02_alpha", {"C1": "reproduced", "C2": "inconclusive"})

@@ -100,3 +100,30 @@ def test_stability_is_reproducible():
     test = primary_tests("C7")[0]
     values = {test.key: arms(test, test.threshold * 0.99, 0.02, seed=5)}
     assert judge_claim("C7", values).stability == judge_claim("C7", values).stability
+
+
+def test_secondary_paired_effect_matches_the_primary_statistic():
+    test = primary_tests("C8")[0]
+    t, c = arms(test, 3.0, 0.1)
+    judged = judge_test(test, t, c)
+    assert claims.paired_effect(t, c) == pytest.approx((judged.effect, *judged.interval))
+    diff = claims.paired_effect({0: 3.0, 1: 5.0}, {0: 1.0, 1: 2.0}, scale="difference")
+    assert diff[0] == pytest.approx(2.5)
+    assert diff[1] < 2.5 < diff[2]
+    with pytest.raises(ValueError, match="invalid scale='log'"):
+        claims.paired_effect(t, c, scale="log")
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        claims.paired_effect({0: 1.0}, {0: 2.0})
+    with pytest.raises(ValueError, match="same seeds"):
+        claims.paired_effect({0: 1.0, 1: 1.0}, {0: 1.0, 2: 1.0})
+    with pytest.raises(ValueError, match="positive"):
+        claims.paired_effect({0: 1.0, 1: 0.0}, {0: 1.0, 1: 1.0})
+
+
+def test_side_of_places_an_interval_against_a_bound():
+    assert claims.side_of((0.8, 0.7, 0.95)) == "below"
+    assert claims.side_of((1.2, 1.05, 1.3)) == "above"
+    assert claims.side_of((1.0, 0.9, 1.1)) == "includes"
+    assert claims.side_of((3.0, 2.5, 3.5), bound=2.0) == "above"
+    with pytest.raises(ValueError, match="effect must be"):
+        claims.side_of((1.0, 0.9))

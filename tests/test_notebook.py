@@ -16,6 +16,17 @@ def test_parameter_errors_are_value_errors_naming_the_parameter():
         nbk.check_ints("seeds", [0, 0])
 
 
+def test_fraction_and_positive_checks_refuse_what_is_out_of_range():
+    assert nbk.check_fraction("main_fraction", 0.5) == 0.5
+    for bad in (0, 1, 1.5, -0.1, True, "0.5", float("nan")):
+        with pytest.raises(nbk.ParameterError, match=r"parameter main_fraction=.* strictly between 0 and 1"):
+            nbk.check_fraction("main_fraction", bad)
+    assert nbk.check_positive("restart_threshold", 2) == 2.0
+    for bad in (0, -1, float("inf"), float("nan"), False, None):
+        with pytest.raises(nbk.ParameterError, match=r"parameter restart_threshold=.* finite number > 0"):
+            nbk.check_positive("restart_threshold", bad)
+
+
 def test_papermill_with_a_bad_profile_ends_with_the_reason(tmp_path: Path):
     """`papermill -p profile bogus` fails fast, and the reason is all the error cell shows."""
     import nbformat

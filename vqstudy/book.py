@@ -192,7 +192,8 @@ def notebook_title(path: Path) -> str:
 
 
 def expected_results(path: Path) -> str | None:
-    """The chapter id the notebook writes results for (``Claims("<id>")``), or None if it has no claims."""
+    """The chapter id the notebook writes results for (``Claims("<id>")``, which may record no claim and keep
+    only numbers, as chapter 5 does), or None if it writes no results file."""
     for cell in _read_notebook(path).get("cells", []):
         if cell.get("cell_type") == "code":
             match = re.search(r"Claims\(\s*['\"]([^'\"]+)['\"]", _source(cell))

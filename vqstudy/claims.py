@@ -214,6 +214,43 @@ def judge_test(test: PrimaryTest, treatment: Mapping[int, float], control: Mappi
     return PrimaryResult(test, seeds, back(mean), (back(low), back(high)), _outcome(test, low, high))
 
 
+def paired_effect(treatment: Mapping[int, float], control: Mapping[int, float],
+                  scale: str = "ratio") -> tuple[float, float, float]:
+    """The book's statistic for a *secondary* comparison: (effect, low, high) over the shared seeds.
+
+    The same paired effect and 95% Student-t interval as a primary test (a ratio as the geometric mean
+    of the per-seed ratios, a difference as the mean difference), without a threshold or a verdict, so
+    that a chapter states its secondary findings (chapter 4: EMA + restart against deferred; chapter 5:
+    shrunk against deferred perplexity per K) on the primary tests' footing. Needs at least two seeds.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"invalid scale={scale!r}: allowed values are {SCALES}")
+    if set(treatment) != set(control):
+        raise ValueError(f"treatment and control must have the same seeds, got {sorted(treatment)} and "
+                         f"{sorted(control)}")
+    if len(treatment) < 2:
+        raise ValueError(f"an interval needs at least 2 seeds, got {len(treatment)}")
+    seeds = sorted(treatment)
+    t = np.array([treatment[s] for s in seeds], dtype=float)
+    c = np.array([control[s] for s in seeds], dtype=float)
+    if not (np.isfinite(t).all() and np.isfinite(c).all()):
+        raise ValueError("non-finite values (a diverged run?) have no paired effect")
+    if scale == "ratio":
+        if (t <= 0).any() or (c <= 0).any():
+            raise ValueError("a ratio needs positive values")
+        return tuple(math.exp(v) for v in _t_interval(np.log(t) - np.log(c)))  # type: ignore[return-value]
+    return _t_interval(t - c)
+
+
+def side_of(effect: Sequence[float], bound: float = 1.0) -> str:
+    """Where the interval of a :func:`paired_effect` lies relative to ``bound``: 'below', 'above' or
+    'includes' (chapter 5 words its secondary findings by it, so the prose follows the run)."""
+    if len(effect) != 3:
+        raise ValueError(f"effect must be (effect, low, high), got {effect!r}")
+    _, low, high = effect
+    return "below" if high < bound else "above" if low > bound else "includes"
+
+
 def combine(outcomes: Sequence[str]) -> str:
     """The claim's verdict from its primary tests' outcomes."""
     if outcomes and all(o == "holds" for o in outcomes):

@@ -102,6 +102,20 @@ def check_floats(name: str, values: Any, min_len: int = 1) -> list[float]:
     return [float(v) for v in values]
 
 
+def check_fraction(name: str, value: Any) -> float:
+    """A number strictly between 0 and 1 (a share of a step budget, a decay rate)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ParameterError(f"parameter {name}={value!r} is invalid: expected a number strictly between 0 and 1")
+    return float(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A finite number > 0 (a threshold, a scale)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ParameterError(f"parameter {name}={value!r} is invalid: expected a finite number > 0")
+    return float(value)
+
+
 def check_device(device: Any) -> str:
     check_choice("device", device, ("cpu", "cuda"))
     if device == "cuda":

@@ -31,6 +31,41 @@ def results_frame(results: Iterable, condition: str | Sequence[str] | None = Non
     return pd.DataFrame(rows)
 
 
+def by_seed(df: pd.DataFrame, condition: Any, metric: str,
+            seeds: Iterable[int] | None = None) -> dict[int, float]:
+    """``metric`` of the runs of ``condition`` in a :func:`results_frame`, keyed by seed.
+
+    The form :meth:`vqstudy.notebook.Claims.judge` and :func:`vqstudy.claims.paired_effect` take (one
+    arm of a paired comparison; chapters 4 and 5). ``seeds`` keeps only those seeds (each must have a
+    run), so that an arm run on many seeds pairs with one run on a few. Fails on an unknown condition
+    or metric, and on a seed that occurs twice (two runs of one condition make the pairing ambiguous).
+    """
+    if metric not in df.columns:
+        raise ValueError(f"unknown metric {metric!r}; available: {sorted(df.columns)}")
+    rows = df[df["condition"].map(lambda c: c == condition)]
+    if rows.empty:
+        raise ValueError(f"no runs of condition {condition!r}; available: {list(dict.fromkeys(df['condition']))}")
+    seeds_wanted = None if seeds is None else [int(s) for s in seeds]
+    seeds = [int(s) for s in rows["seed"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"condition {condition!r} has more than one run per seed: {sorted(seeds)}")
+    values = {s: float(v) for s, v in zip(seeds, rows[metric])}
+    if seeds_wanted is None:
+        return values
+    missing = sorted(set(seeds_wanted) - set(values))
+    if missing:
+        raise ValueError(f"condition {condition!r} has no run for seed(s) {missing}")
+    return {s: values[s] for s in seeds_wanted}
+
+
+def fmt_effect(effect: Sequence[float], digits: int = 3) -> str:
+    """A paired effect and its interval, ``(effect, low, high)``, as "1.02 [0.97, 1.08]" (chapter 4's prose)."""
+    if len(effect) != 3:
+        raise ValueError(f"effect must be (effect, low, high), got {effect!r}")
+    e, lo, hi = (float(v) for v in effect)
+    return f"{e:.{digits}g} [{lo:.{digits}g}, {hi:.{digits}g}]"
+
+
 def interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
     """Mean and the half-width of a Student-t confidence interval (0 for one value)."""
     v = np.asarray(values, dtype=float)
