@@ -90,12 +90,12 @@ def test_every_condition_of_the_book_has_its_fixed_colour():
 
 
 def test_the_remedies_of_chapter_8_have_distinct_colours_and_old_labels_keep_theirs():
-    labels = ["plain (k-means joint, baseline)", "EMA", "dead-code restart", "deferred (k-means on trained encoder)",
-              "affine reparam.", "SimVQ (linear reparam.)", "cosine + low-dim lookup", "rotation trick", "FSQ",
-              "deferred + EMA", "EMA + restart"]
+    labels = ["plain VQ (baseline)", "EMA codebook", "dead-code restart", "deferred (k-means on trained encoder)",
+              "affine reparam.", "SimVQ (linear reparam.)", "cosine + low-dim lookup", "rotation trick",
+              "FSQ (no codebook)", "deferred + EMA", "EMA + restart"]
     pal = style.palette(labels)
     assert len(set(pal.values())) == len(labels) and all(style.colour(label) for label in labels)
-    assert (pal["FSQ"], pal["SimVQ (linear reparam.)"], pal["deferred + EMA"]) == \
+    assert (pal["FSQ (no codebook)"], pal["SimVQ (linear reparam.)"], pal["deferred + EMA"]) == \
         (style.FSQ, style.SIMVQ, style.DEFERRED_EMA)
     assert style.colour("real data (linear)") == style.REFERENCE     # "linear" alone stays a reference
     assert style.colour("deferred + restart") == style.EMA_RESTART
