@@ -271,6 +271,30 @@ def test_chapter_that_records_numbers_but_no_claim(project: Path):
         book.load_results(project)
 
 
+def test_chapter_recording_numbers_only_joins_the_book_without_verdicts(project: Path):
+    """A chapter of findings (no registry claim) writes a results file of numbers only: the book checks it
+    like any other, lists its run on the reproducibility page and counts no verdict for it."""
+    nb = project / "notebooks" / "08_which_fix.ipynb"
+    findings = Claims("08_which_fix")
+    _notebook(nb, "08_which_fix", findings)
+    book.write_toc(project)
+    with pytest.raises(book.BookError, match="08_which_fix.json"):
+        book.load_results(project, strict=True)                      # the main job still needs its file
+    findings.write({"profile": "quick", "seeds": list(range(10))}, {"leaderboard": {"EMA": {"perplexity": 17.2}},
+                                                                     "full_profile_work_ratio": 8},
+                   directory=project / "results")
+    chapters = book.load_results(project, strict=True)
+    assert chapters[-1].chapter == "08_which_fix" and chapters[-1].record["claims"] == []
+    repro = book.reproducibility_page(chapters, project)
+    row = next(line for line in repro.splitlines() if "08_which_fix>" in line)
+    assert "seeds = \\[0, 1, 2" in row and "≈" in row                 # its seeds and full-profile estimate
+    assert book.verdict_counts(chapters) == book.verdict_counts(chapters[:-1])
+    assert "08_which_fix" not in book.claims_page(chapters)
+    _notebook(nb, "08_which_fix", None, executed=False)              # stale: the stored run was cleared
+    with pytest.raises(book.BookError, match="no stored outputs"):
+        book.load_results(project)
+
+
 def test_papermill_cells_are_hidden_without_touching_the_file(project: Path):
     path = project / "notebooks" / "02_alpha.ipynb"
     a = _claims("02_alpha", {"C1": "reproduced", "C2": "inconclusive"})

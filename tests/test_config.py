@@ -93,3 +93,20 @@ def test_invalid_config_names_field(build, words):
         build()
     for word in words:
         assert word in str(err.value), (word, str(err.value))
+
+
+def test_merge_changes_composes_conditions_section_by_section():
+    from vqstudy.config import merge_changes
+
+    start = {"quantizer": {"init": "normal", "init_scale": 1e-3}}
+    remedy = {"quantizer": {"update": "ema"}, "train": {"schedule": "deferred", "warmup_steps": 10}}
+    merged = merge_changes(start, remedy, {"train": {"seed": 3, "warmup_steps": 20}})
+    assert merged == {"quantizer": {"init": "normal", "init_scale": 1e-3, "update": "ema"},
+                      "train": {"schedule": "deferred", "warmup_steps": 20, "seed": 3}}
+    assert start == {"quantizer": {"init": "normal", "init_scale": 1e-3}}       # the parts are not modified
+    cfg = RunConfig().replace(**merged)
+    assert (cfg.quantizer.update, cfg.train.warmup_steps, cfg.train.seed) == ("ema", 20, 3)
+    with pytest.raises(ValueError, match="unknown section 'optim'"):
+        merge_changes({"optim": {"lr": 1.0}})
+    with pytest.raises(ValueError, match="section 'train'"):
+        merge_changes({"train": 5})

@@ -87,3 +87,39 @@ def test_every_condition_of_the_book_has_its_fixed_colour():
     assert style.colour("an unknown label") is None
     pal = style.palette(["an unknown label", "another one", "deferred"])
     assert len(set(pal.values())) == 3 and pal["deferred"] == style.HEALTHY
+
+
+def test_the_remedies_of_chapter_8_have_distinct_colours_and_old_labels_keep_theirs():
+    labels = ["plain VQ (baseline)", "EMA codebook", "dead-code restart", "deferred (k-means on trained encoder)",
+              "affine reparam.", "SimVQ (linear reparam.)", "cosine + low-dim lookup", "rotation trick",
+              "FSQ (no codebook)", "deferred + EMA", "EMA + restart"]
+    pal = style.palette(labels)
+    assert len(set(pal.values())) == len(labels) and all(style.colour(label) for label in labels)
+    assert (pal["FSQ (no codebook)"], pal["SimVQ (linear reparam.)"], pal["deferred + EMA"]) == \
+        (style.FSQ, style.SIMVQ, style.DEFERRED_EMA)
+    assert style.colour("real data (linear)") == style.REFERENCE     # "linear" alone stays a reference
+    assert style.colour("deferred + restart") == style.EMA_RESTART
+
+
+def test_tradeoff_plot_draws_one_numbered_point_per_condition_with_both_intervals():
+    import numpy as np
+    import pandas as pd
+
+    from vqstudy import plots
+    from vqstudy.tables import median_table
+
+    df = pd.DataFrame({"condition": ["EMA"] * 10 + ["FSQ"] * 10, "ppl": np.r_[np.arange(10.0), np.arange(10.0) + 20],
+                       "mse": np.r_[np.ones(10), np.linspace(1, 2, 10)]})
+    table = median_table(df, ["ppl", "mse"])
+    style.apply()
+    fig, ax = style.figure()
+    plots.tradeoff(ax, table, "ppl", "mse", order=["FSQ", "EMA"])
+    assert [t.get_text() for t in ax.texts] == ["1", "2"]
+    first = ax.containers[0]                       # FSQ: median 24.5, interval [21, 28] in x
+    (x0, x1), _ = first.lines[2][0].get_segments()[0].T
+    assert (x0, x1) == (21.0, 28.0) and first.lines[0].get_color() == style.FSQ
+    plt.close(fig)
+    with pytest.raises(ValueError, match="not in the table"):
+        plots.tradeoff(ax, table, "ppl", "mse", order=["rotation trick"])
+    with pytest.raises(ValueError, match="metric 'nope'"):
+        plots.tradeoff(ax, table, "nope", "mse")

@@ -6,6 +6,7 @@ so a remedy that silently did nothing would fail.
 import inspect
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -289,3 +290,28 @@ def test_step_cost_ratio_compares_with_the_plain_quantizer(tiny_config):
     assert cost["remedy_s_per_step"] > 0 and cost["plain_s_per_step"] > 0
     with pytest.raises(ValueError, match="blocks"):
         step_cost_ratio(tiny_config, blocks=0)
+
+
+TRAINED_REMEDIES = {  # each remedy as the chapters configure it, and what it must have changed in training
+    "ema": ({"update": "ema"}, lambda vq: not vq.codebook.requires_grad),
+    "restart": ({"restart_threshold": 1.0, "restart_every": 5}, lambda vq: vq.restarts > 0),
+    "affine": ({"reparam": "affine"}, lambda vq: not torch.equal(vq.affine_scale, torch.ones(vq.code_dim))
+               and bool(vq.affine_shift.abs().sum() > 0)),
+    "simvq": ({"reparam": "linear"}, lambda vq: not torch.allclose(vq.linear_map, torch.eye(vq.code_dim))),
+    "cosine+lookup": ({"distance": "cosine", "lookup_dim": 3},
+                      lambda vq: torch.allclose(vq.lookup_codebook().norm(dim=1), torch.ones(16))),
+    "rotation": ({"gradient": "rotation"}, lambda vq: vq.gradient == "rotation"),
+    "fsq": ({"kind": "fsq", "fsq_levels": [4, 4], "codebook_size": 16}, lambda vq: vq.kind == "fsq"),
+}
+
+
+@pytest.mark.parametrize("name", TRAINED_REMEDIES)
+def test_every_remedy_changes_the_trained_run(tiny_config, name):
+    """Through train(): the remedy reaches the model and changes every step's loss from the plain run's."""
+    option, reached = TRAINED_REMEDIES[name]
+    remedy = train(tiny_config.replace(quantizer=option))
+    plain = train(plain_counterpart(remedy.config))
+    assert reached(remedy.model.quantizer)
+    ours, theirs = np.array(remedy.history["loss"]), np.array(plain.history["loss"])
+    assert ours.shape == theirs.shape and ours[-1] != theirs[-1]
+    assert (ours != theirs).mean() > 0.5          # not one stray step: most steps differ (restart: after the first)

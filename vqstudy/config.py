@@ -369,3 +369,22 @@ def int_at_least(low: int, what: str):
 
 positive_int = int_at_least(1, "a positive integer")
 seed_int = int_at_least(0, "a non-negative integer seed")
+
+
+def merge_changes(*changes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Several change sets for :meth:`RunConfig.replace` as one, merged section by section (later ones win).
+
+    Lets a chapter compose a condition from named parts (a data set, a starting codebook, a remedy, a
+    seed) instead of spelling out every combination; chapter 8 crosses them all.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        if not isinstance(change, dict):
+            raise ValueError(f"invalid change {change!r}: expected a mapping of section -> fields")
+        for section, fields_ in change.items():
+            if section not in RunConfig.SECTIONS:
+                raise ValueError(f"unknown section {section!r}; allowed sections are {', '.join(RunConfig.SECTIONS)}")
+            if not isinstance(fields_, dict):
+                raise ValueError(f"invalid change of section {section!r}: expected a mapping of fields, got {fields_!r}")
+            out.setdefault(section, {}).update(fields_)
+    return out

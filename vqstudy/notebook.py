@@ -22,8 +22,9 @@ from .repro import environment, make_deterministic
 
 PROFILES = ("quick", "full")
 RESULTS_ENV = "VQSTUDY_RESULTS_DIR"
-# Fields of a results file that describe one execution rather than its numbers.
-VOLATILE_FIELDS = ("environment", "wall_time_s")
+# Fields of a results file that describe one execution rather than its numbers (timings: what a chapter
+# measured about speed, e.g. chapter 8's cost per training step, which no two executions share).
+VOLATILE_FIELDS = ("environment", "wall_time_s", "timings")
 
 
 def results_dir(start: Path | None = None) -> Path:
@@ -209,13 +210,15 @@ class Claims:
                 f"{claim}: the prose states '{want}' but the checks gave {got[claim]}"
 
     def write(self, parameters: dict[str, Any], numbers: dict[str, Any] | None = None,
-              directory: Path | None = None) -> Path:
+              directory: Path | None = None, timings: dict[str, Any] | None = None) -> Path:
         """Write ``<results dir>/<chapter>.json`` atomically and return its path.
 
         A rerun that reproduces the same parameters, claims and numbers keeps
         the existing file (and so its record of when, where and how fast the
         numbers were first made): only a change of results rewrites it, so
-        rerunning the main job leaves the tree as it was.
+        rerunning the main job leaves the tree as it was. ``timings`` (speed
+        measurements, which differ between executions) are recorded beside the
+        numbers but, like the wall time, do not count as a change.
         """
         path = Path(directory or results_dir()) / f"{self.chapter}.json"
         record = {
@@ -223,6 +226,7 @@ class Claims:
             "parameters": _plain(parameters),
             "claims": [v.__dict__ for v in self.verdicts],
             "numbers": _plain(numbers or {}),
+            **({"timings": _plain(timings)} if timings else {}),
             "environment": environment(),
             "wall_time_s": round(time.perf_counter() - self.started, 1),
         }

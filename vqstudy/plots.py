@@ -121,3 +121,34 @@ def heatmap(ax: plt.Axes, table: pd.DataFrame, title: str = "", fmt: str = ".2f"
     sns.heatmap(table, annot=True, fmt=fmt, cmap=cmap, vmin=vmin, vmax=vmax, ax=ax, cbar=cbar,
                 annot_kws={"fontsize": style.FONT_PT}, cbar_kws={"label": cbar_label} if cbar else None)
     ax.set_title(title)
+
+
+def tradeoff(ax: plt.Axes, table: pd.DataFrame, x: str, y: str, order: Sequence[str] | None = None,
+             xlabel: str | None = None, ylabel: str | None = None, title: str | None = None) -> None:
+    """One point per condition at its median ``x`` and ``y``, with both intervals as bars (chapter 8).
+
+    ``table`` is a :func:`vqstudy.tables.median_table` (columns (metric, 'median' | 'low' | 'high'))
+    indexed by condition. Each point takes the condition's fixed colour and is numbered 1..n in
+    ``order``, so a figure's shared legend (:func:`vqstudy.style.condition_handles` with
+    ``numbered=True``) names it and the reader needs no colour to tell the points apart.
+    """
+    order = list(order) if order is not None else list(table.index)
+    missing = [c for c in order if c not in table.index]
+    if missing:
+        raise ValueError(f"conditions {missing} are not in the table; it has {list(table.index)}")
+    for metric in (x, y):
+        if (metric, "median") not in table.columns:
+            raise ValueError(f"metric {metric!r} is not in the table (expected a median_table column)")
+    pal = style.palette(order)
+    for number, condition in enumerate(order, 1):
+        row = table.loc[condition]
+        mx, my = row[(x, "median")], row[(y, "median")]
+        ax.errorbar(mx, my, xerr=[[mx - row[(x, "low")]], [row[(x, "high")] - mx]],
+                    yerr=[[my - row[(y, "low")]], [row[(y, "high")] - my]], fmt="o", ms=6,
+                    color=pal[condition], mec="black", mew=0.6, ecolor=pal[condition], elinewidth=1.2,
+                    capsize=2)
+        ax.annotate(str(number), (mx, my), xytext=(4, 3), textcoords="offset points", fontsize=style.FONT_PT)
+    ax.set(xlabel=xlabel if xlabel is not None else x.replace("_", " "),
+           ylabel=ylabel if ylabel is not None else y.replace("_", " "))
+    if title:
+        ax.set_title(title)

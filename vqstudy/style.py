@@ -50,10 +50,23 @@ KEPT = "#CC79A7"           # warm-up without re-initializing the codebook
 CAPACITY = "#1B1B1B"       # a larger or wider model
 LIBRARY = "#4D4D4D"        # vector-quantize-pytorch with its defaults
 REFERENCE = "#9A9A9A"      # reference lines (real data, K, log 10)
+# The remedies of chapter 8 beyond deferred, EMA and restart (Paul Tol's muted colours, distinct from the above).
+DEFERRED_EMA = "#117733"   # deferred quantization with an EMA codebook: a darker shade of the healthy green
+AFFINE = "#44AA99"         # affine reparameterization of the codes (Huh et al. 2023)
+SIMVQ = "#332288"          # linear reparameterization, SimVQ
+COSINE = "#999933"         # cosine search, low-dimensional lookup (ViT-VQGAN)
+ROTATION = "#882255"       # rotation trick
+FSQ = "#DDCC77"            # finite scalar quantization: no codebook
 
 # First match wins: more specific patterns come first.
 _RULES: tuple[tuple[str, str], ...] = (
     (r"keep", KEPT),
+    (r"\bfsq\b|finite scalar", FSQ),
+    (r"affine", AFFINE),
+    (r"simvq|linear reparam", SIMVQ),
+    (r"cosine|low-dim", COSINE),
+    (r"rotation", ROTATION),
+    (r"deferred \+ ema", DEFERRED_EMA),
     (r"ema \+ restart|ema\+restart", EMA_RESTART),
     (r"deferred \+ restart", EMA_RESTART),
     (r"\bema\b", EMA),
