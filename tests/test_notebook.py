@@ -39,3 +39,14 @@ def test_papermill_with_a_bad_profile_ends_with_the_reason(tmp_path: Path):
     errors = [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert [e["traceback"] for e in errors] == [[message]]          # no frames, no source lines
     assert cells[-1]["outputs"] == []                                 # fail-fast kept: nothing ran after it
+
+
+def test_glue_text_formats_numbers_as_the_tables_do_and_rejects_bad_names():
+    import numpy as np
+
+    from vqstudy.notebook import glue_text
+
+    texts = glue_text({"a": 0.012345, "b": np.int64(9), "c": "reproduced", "d": -1.5, "e": True})
+    assert texts == {"a": "0.0123", "b": "9", "c": "reproduced", "d": "−1.50", "e": "True"}
+    with pytest.raises(ValueError, match="glue name"):
+        glue_text({"bad name": 1.0})

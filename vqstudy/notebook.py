@@ -9,6 +9,7 @@ writes ``results/<chapter>.json`` for the book's paper-vs-ours table.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -283,3 +284,27 @@ def _plain(obj: Any) -> Any:
 def all_hold(values: Iterable[bool]) -> bool:
     values = list(values)
     return bool(values) and all(bool(v) for v in values)
+
+
+def glue_text(values: dict[str, Any], digits: int = 3) -> dict[str, str]:
+    """Glue each value under its name for the chapter's prose (MyST-NB: ``{glue:text}`name```), so that no
+    number or verdict word in the prose is typed by hand (chapters 1 and 3).
+
+    Numbers are formatted as the reader tables format them (:func:`vqstudy.tables.fmt_value`, ``digits``
+    significant digits), anything else as ``str``. Returns the glued strings. Without MyST-NB (a plain
+    install on Colab) nothing is glued: the strings are only returned.
+    """
+    from .tables import fmt_value
+
+    bad = [name for name in values if not isinstance(name, str) or not name.replace("_", "").isalnum()]
+    if bad:
+        raise ValueError(f"invalid glue name(s) {bad}: use letters, digits and underscores")
+    texts = {name: fmt_value(v, digits) if isinstance(v, numbers.Real) and not isinstance(v, bool) else str(v)
+             for name, v in values.items()}
+    try:
+        from myst_nb import glue
+    except ImportError:
+        return texts
+    for name, text in texts.items():
+        glue(name, text, display=False)
+    return texts

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,88 @@ def results_frame(results: Iterable, condition: str | Sequence[str] | None = Non
         row.update(scalar_metrics(res.final))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+PHASES = ("final", "autoencoder")
+
+
+def evaluation(result: Any, phase: str = "final") -> dict[str, Any]:
+    """The evaluation of a run that a table reads: its last one (``phase='final'``), or its last one before
+    quantization began (``'autoencoder'``: a deferred run's trained autoencoder, e.g. chapter 3's
+    plain-autoencoder arm, a deferred run whose warm-up is its whole budget but one step)."""
+    if phase not in PHASES:
+        raise ValueError(f"invalid phase={phase!r}: allowed values are {', '.join(PHASES)}")
+    if phase == "final":
+        return result.final
+    before = [e for e in result.evals if not e.get("quantized", True)]
+    if not before:
+        raise ValueError(f"phase='autoencoder': the run (schedule {result.config.train.schedule!r}) has no "
+                         "evaluation before quantizing; use a deferred run with eval_every <= warmup_steps")
+    return before[-1]
+
+
+def plan_frame(plan: pd.DataFrame, results: Mapping[Any, Any]) -> pd.DataFrame:
+    """One row per row of ``plan`` (chapter 3's runs): the plan's columns but ``config``, the run's seed and
+    status, and the scalar metrics of :func:`evaluation` at the row's ``phase`` (column optional, default
+    'final'). ``results`` maps each config of ``plan.config`` to its run, so a config that serves several
+    rows (an arm shared by two comparisons) is trained once."""
+    if "config" not in plan.columns:
+        raise ValueError(f"plan needs a 'config' column, got columns {list(plan.columns)}")
+    missing = [c for c in plan.config if c not in results]
+    if missing:
+        raise ValueError(f"{len(missing)} config(s) of the plan have no result, e.g. seed {missing[0].train.seed}")
+    rows = []
+    for row in plan.to_dict(orient="records"):
+        res = results[row.pop("config")]
+        phase = row.get("phase", "final")
+        rows.append({**row, "seed": res.config.train.seed, "status": res.status,
+                     **scalar_metrics(evaluation(res, phase))})
+    return pd.DataFrame(rows)
+
+
+def trajectory_frame(results: Iterable, condition: str | Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per evaluation of each run (condition, seed, step, quantized, ``metrics``): how the metrics
+    move during training (chapter 3's C9 trajectories). A deferred run's switch is evaluated twice
+    (before the warm-up's last eval and after k-means); the later one, quantized, is kept."""
+    results = list(results)
+    conds = [condition] * len(results) if isinstance(condition, str) else list(condition)
+    if len(conds) != len(results):
+        raise ValueError(f"got {len(conds)} condition labels for {len(results)} results")
+    rows = [{"condition": cond, "seed": res.config.train.seed, "step": e["step"], "quantized": e["quantized"],
+             **{m: e.get(m, float("nan")) for m in metrics}}
+            for cond, res in zip(conds, results) for e in res.evals]
+    frame = pd.DataFrame(rows, columns=["condition", "seed", "step", "quantized", *metrics])
+    return frame.drop_duplicates(["condition", "seed", "step"], keep="last").reset_index(drop=True)
+
+
+def by_seed(frame: pd.DataFrame, metric: str, **where: Any) -> dict[int, float]:
+    """``{seed: metric}`` over the rows where each ``column == value`` of ``where``: one arm of a primary test
+    (:meth:`vqstudy.notebook.Claims.judge`), as chapters 1 and 3 build them. Fails unless the rows
+    exist and each seed appears once (two rows of one seed would mean the selection is not one arm)."""
+    for column in (metric, *where):
+        if column not in frame.columns:
+            raise ValueError(f"unknown column {column!r}; available: {sorted(map(str, frame.columns))}")
+    sel = frame
+    for column, value in where.items():
+        sel = sel[sel[column] == value]
+    if sel.empty:
+        raise ValueError(f"no rows with {where}")
+    if sel.seed.duplicated().any():
+        raise ValueError(f"rows with {where} repeat seeds {sorted(set(sel.seed[sel.seed.duplicated()]))}: "
+                         "select one arm")
+    return {int(s): float(v) for s, v in zip(sel.seed, sel[metric])}
+
+
+def saturation_point(values: pd.Series, higher_is_better: bool, tolerance: float = 0.1) -> Any:
+    """The first index (e.g. the smallest width) from which every value stays within ``tolerance`` of the
+    best (chapter 3's "where the metrics saturate"); None when the last one falls outside."""
+    if not 0 <= tolerance < 1:
+        raise ValueError(f"invalid tolerance={tolerance!r}: must lie in [0, 1)")
+    if values.empty:
+        raise ValueError("values is empty")
+    best = values.max() if higher_is_better else values.min()
+    ok = (values >= (1 - tolerance) * best) if higher_is_better else (values <= (1 + tolerance) * best)
+    return next((k for i, k in enumerate(values.index) if ok.iloc[i:].all()), None)
 
 
 def interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
