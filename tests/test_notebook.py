@@ -41,12 +41,22 @@ def test_papermill_with_a_bad_profile_ends_with_the_reason(tmp_path: Path):
     assert cells[-1]["outputs"] == []                                 # fail-fast kept: nothing ran after it
 
 
-def test_glue_text_formats_numbers_as_the_tables_do_and_rejects_bad_names():
+def test_glue_text_formats_numbers_as_the_tables_do_and_emits_myst_nbs_glue(monkeypatch):
+    import IPython.display
     import numpy as np
 
     from vqstudy.notebook import glue_text
 
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.append((a, k)))
     texts = glue_text({"a": 0.012345, "b": np.int64(9), "c": "reproduced", "d": -1.5, "e": True})
     assert texts == {"a": "0.0123", "b": "9", "c": "reproduced", "d": "−1.50", "e": "True"}
+    assert len(shown) == 5
     with pytest.raises(ValueError, match="glue name"):
         glue_text({"bad name": 1.0})
+
+    glue_module = pytest.importorskip("myst_nb.ext.glue")
+    theirs = []
+    monkeypatch.setattr(glue_module, "ipy_display", lambda *a, **k: theirs.append((a, k)))
+    glue_module.glue("c", "reproduced", display=False)
+    assert theirs == [shown[2]]

@@ -73,3 +73,24 @@ def test_saturation_point():
     assert saturation_point(mse, higher_is_better=False, tolerance=0.5) == 16
     with pytest.raises(ValueError, match="tolerance"):
         saturation_point(dims, True, tolerance=1.0)
+
+
+def test_contrast_states_both_arms_at_each_key():
+    from vqstudy.tables import contrast
+
+    means = pd.DataFrame({"m": [0.004356, 2.0, 1.36, 10.0]},
+                         index=pd.MultiIndex.from_tuples([("u", 8), ("u", 32), ("t", 8), ("t", 32)]))
+    assert contrast(means, "m", ("u", "t"), [8, 32], "{}-D") == "8-D: 0.00436 against 1.36; 32-D: 2 against 10"
+    with pytest.raises(ValueError, match="no row"):
+        contrast(means, "m", ("u", "t"), [2])
+    with pytest.raises(ValueError, match="unknown metric"):
+        contrast(means, "x", ("u", "t"), [8])
+
+
+def test_value_range():
+    from vqstudy.tables import value_range
+
+    assert value_range([3.0, 1.234, 2.0]) == "1.23–3"
+    assert value_range([7.0, 7.0]) == "7"
+    with pytest.raises(ValueError, match="empty"):
+        value_range([])

@@ -101,6 +101,30 @@ def by_seed(frame: pd.DataFrame, metric: str, **where: Any) -> dict[int, float]:
     return {int(s): float(v) for s, v in zip(sel.seed, sel[metric])}
 
 
+def contrast(means: pd.DataFrame, metric: str, arms: tuple[str, str], keys: Sequence[Any],
+             key_label: str = "{}", digits: int = 3) -> str:
+    """"key: A against B; ..." for the mean ``metric`` of two arms at each key, from ``means`` indexed by
+    (arm, key) (chapter 1's untrained and trained encoder at each input dimension), numbers as the reader
+    tables format them; for evidence lines and glued prose."""
+    if metric not in means.columns:
+        raise ValueError(f"unknown metric {metric!r}; available: {sorted(map(str, means.columns))}")
+    missing = [(a, k) for a in arms for k in keys if (a, k) not in means.index]
+    if missing:
+        raise ValueError(f"means has no row for (arm, key) {missing[0]!r}")
+    return "; ".join(f"{key_label.format(k)}: {fmt_value(means.loc[(arms[0], k), metric], digits)} against "
+                     f"{fmt_value(means.loc[(arms[1], k), metric], digits)}" for k in keys)
+
+
+def value_range(values: Iterable[float], digits: int = 3) -> str:
+    """"low–high" of ``values`` as the reader tables format numbers (one number when they are all equal):
+    a range over the cells of chapter 3's capacity grid, for glued prose."""
+    v = [float(x) for x in values]
+    if not v:
+        raise ValueError("values is empty")
+    low, high = fmt_value(min(v), digits), fmt_value(max(v), digits)
+    return low if low == high else f"{low}–{high}"
+
+
 def saturation_point(values: pd.Series, higher_is_better: bool, tolerance: float = 0.1) -> Any:
     """The first index (e.g. the smallest width) from which every value stays within ``tolerance`` of the
     best (chapter 3's "where the metrics saturate"); None when the last one falls outside."""
@@ -151,6 +175,7 @@ LABELS = {
     "recon_error": "Recon. MSE", "embed_effective_dim": "Effective dim.", "embed_participation_ratio":
     "Participation ratio", "embed_total_variance": "Total variance", "cluster_separation": "Fisher ratio",
     "usage_entropy": "Usage entropy", "used_bits": "Used bits", "codebook_effective_dim": "Codebook eff. dim.",
+    "used_codebook_effective_dim": "Used codes' eff. dim.", "water_filling_dim": "Water-filling dim.",
 }
 MAX_COLUMNS = 4   # value columns beside the row labels that fit the ~700 px column without scrolling
 
