@@ -1,4 +1,6 @@
 """count_modes: finds well-separated clusters, is scale-free, deterministic, and rejects bad input."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -60,3 +62,22 @@ def test_rejects_bad_vectors():
         count_modes(bad, k_max=5)
     with pytest.raises(ValueError, match="distinct"):
         count_modes(np.ones((40, 2)), k_max=5)
+
+
+def test_embedding_geometry_separates_scale_from_shape():
+    from vqstudy.analysis import GEOMETRY_METRICS, embedding_geometry
+
+    ds = gaussian_mixture(n_clusters=4, n_per_cluster=200, dim=5, std=0.3, mean_scale=10.0, seed=3)
+    full = embedding_geometry(ds.x, ds.labels, reference_variance=2.0)
+    small = embedding_geometry(ds.x * 0.01, ds.labels, reference_variance=2.0)
+    assert set(full) == set(GEOMETRY_METRICS)
+    assert small["variance ratio"] == pytest.approx(full["variance ratio"] * 1e-4, rel=1e-4)
+    for scale_free in ("effective dim", "modes found"):
+        assert small[scale_free] == full[scale_free]
+    assert small["Fisher ratio"] == pytest.approx(full["Fisher ratio"], rel=1e-4)
+    assert full["modes found"] == 4
+    assert math.isnan(embedding_geometry(ds.x, ds.labels)["variance ratio"])
+    with pytest.raises(ValueError, match="reference_variance"):
+        embedding_geometry(ds.x, ds.labels, reference_variance=0.0)
+    with pytest.raises(ValueError, match="labels"):
+        embedding_geometry(ds.x, ds.labels[:10])

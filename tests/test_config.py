@@ -110,3 +110,25 @@ def test_merge_changes_composes_conditions_section_by_section():
         merge_changes({"optim": {"lr": 1.0}})
     with pytest.raises(ValueError, match="section 'train'"):
         merge_changes({"train": 5})
+
+
+def test_schedule_change_gives_each_training_the_same_budget():
+    from vqstudy import train
+    from vqstudy.config import schedule_change
+    from vqstudy.tables import evaluation
+
+    base = RunConfig().replace(data={"n_per_cluster": 50}, quantizer={"codebook_size": 8},
+                               train={"batch_size": 32, "eval_every": 5})
+    joint = base.replace(train=schedule_change("joint", 10))
+    deferred = base.replace(train=schedule_change("deferred", 10, 5))
+    autoencoder = base.replace(train=schedule_change("autoencoder", 10))
+    assert (joint.train.schedule, joint.train.steps) == ("joint", 10)
+    assert (deferred.train.schedule, deferred.train.warmup_steps) == ("deferred", 5)
+    run = train(autoencoder)
+    ae = evaluation(run, "autoencoder")
+    assert ae["step"] == 10 and not ae["quantized"]           # ten autoencoder steps, no VQ before
+    assert all(phase == "ae" for phase in run.history["phase"][:10])
+    with pytest.raises(ValueError, match="training"):
+        schedule_change("ema", 10)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        schedule_change("deferred", 10, 10)

@@ -67,3 +67,24 @@ def test_results_file_keeps_its_record_when_only_timings_change(tmp_path: Path):
     Claims("08_x").write({"profile": "quick"}, {"mse": 0.6}, directory=tmp_path, timings={"ratio": 1.75})
     assert json.loads(path.read_text())["timings"] == {"ratio": 1.75}
     assert "timings" not in json.loads(Claims("08_x").write({"profile": "quick"}, directory=tmp_path).read_text())
+
+
+def test_glue_text_formats_numbers_as_the_tables_do_and_emits_myst_nbs_glue(monkeypatch):
+    import IPython.display
+    import numpy as np
+
+    from vqstudy.notebook import glue_text
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.append((a, k)))
+    texts = glue_text({"a": 0.012345, "b": np.int64(9), "c": "reproduced", "d": -1.5, "e": True})
+    assert texts == {"a": "0.0123", "b": "9", "c": "reproduced", "d": "−1.50", "e": "True"}
+    assert len(shown) == 5
+    with pytest.raises(ValueError, match="glue name"):
+        glue_text({"bad name": 1.0})
+
+    glue_module = pytest.importorskip("myst_nb.ext.glue")
+    theirs = []
+    monkeypatch.setattr(glue_module, "ipy_display", lambda *a, **k: theirs.append((a, k)))
+    glue_module.glue("c", "reproduced", display=False)
+    assert theirs == [shown[2]]

@@ -146,3 +146,22 @@ def test_config_driven_split(tiny_config):
 def test_overflowing_init_is_recorded_as_diverged(tiny_config):
     r = train(tiny_config.replace(quantizer={"init": "normal", "init_scale": 1e38}))
     assert r.status == "diverged" and "initialization" in r.reason and r.history["step"] == []
+
+
+def test_untrained_model_is_the_step_0_model_and_leaves_the_random_state(tiny_config):
+    from vqstudy.data import load_dataset
+    from vqstudy.diagnostics import covariance_eigenvalues
+    from vqstudy.train import untrained_model
+
+    config = tiny_config.replace(train={"seed": 3})
+    ds = load_dataset(config.data)
+    before = torch.random.get_rng_state()
+    model = untrained_model(config, ds)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    run = train(config)
+    assert float(covariance_eigenvalues(model.encode(ds.x)).sum()) == pytest.approx(
+        run.evals[0]["embed_total_variance"], rel=1e-6)
+    other = untrained_model(config.replace(train={"seed": 4}), ds)
+    assert not torch.equal(other.encode(ds.x), model.encode(ds.x))
+    with pytest.raises(TypeError, match="RunConfig"):
+        untrained_model(config.to_dict(), ds)

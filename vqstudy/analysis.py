@@ -4,7 +4,8 @@
 vectors?" without using the labels: k-means for every k in a range, the k
 with the best silhouette wins. It is scale-free (multiplying every vector by
 a constant changes nothing), so it measures how *distinguishable* the modes
-are, not how spread out the vectors are.
+are, not how spread out the vectors are. ``embedding_geometry`` puts it
+beside the scale and spectrum measures of one set of vectors.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .diagnostics import class_geometry, covariance_eigenvalues, effective_dimension, participation_ratio
 
 
 @dataclass
@@ -71,3 +74,31 @@ def count_modes(x, k_min: int = 2, k_max: int = 15, sample: int = 2000, seed: in
             scores[k] = float(silhouette_score(dist, labels, metric="precomputed")) if n_found > 1 else -1.0
     best = max(scores, key=lambda k: (scores[k], -k))
     return ModeCount(best, scores[best], scores)
+
+
+GEOMETRY_METRICS = ("total variance", "variance ratio", "effective dim", "participation ratio", "Fisher ratio",
+                    "modes found", "silhouette")
+
+
+def embedding_geometry(x, labels, reference_variance: float | None = None, seed: int = 0) -> dict[str, float]:
+    """Scale and shape of a set of vectors, one row of chapter 1's tables (:data:`GEOMETRY_METRICS`).
+
+    The total variance and, with ``reference_variance`` (the input's), its ratio to it: how much the
+    encoder shrinks the data (a scale measure, NaN without a reference); the effective dimension and
+    participation ratio of the covariance spectrum; the Fisher ratio of the labelled clusters; and the
+    label-free :func:`count_modes` (``seed`` fixes its subsample, so every set of vectors is judged on the
+    same points). All but the first two are scale-free.
+    """
+    if reference_variance is not None and not reference_variance > 0:
+        raise ValueError(f"invalid reference_variance={reference_variance!r}: must be a positive number or None")
+    z = torch.as_tensor(_numpy(x))
+    lab = torch.as_tensor(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)).long()
+    if lab.shape != (z.shape[0],):
+        raise ValueError(f"labels: expected one label per vector ({z.shape[0]}), got shape {tuple(lab.shape)}")
+    eig = covariance_eigenvalues(z)
+    total = float(eig.sum())
+    modes = count_modes(z, seed=seed)
+    return {"total variance": total,
+            "variance ratio": total / reference_variance if reference_variance else float("nan"),
+            "effective dim": effective_dimension(eig), "participation ratio": participation_ratio(eig),
+            "Fisher ratio": class_geometry(z, lab)[2], "modes found": modes.modes, "silhouette": modes.silhouette}

@@ -350,6 +350,31 @@ class RunConfig:
         return RunConfig.from_dict(merged)
 
 
+# --- the trainings chapter 3 compares -------------------------------------------------------------
+
+TRAININGS = ("autoencoder", "joint", "deferred")
+
+
+def schedule_change(training: str, steps: int, warmup_steps: int = 0) -> dict[str, Any]:
+    """The ``train`` section for one of the trainings chapter 3 compares at the same budget of ``steps``.
+
+    ``joint``: VQ from step 0. ``deferred``: ``warmup_steps`` as a plain autoencoder, then VQ. ``autoencoder``:
+    no VQ at all, as a deferred run whose warm-up is the whole budget (one VQ step follows, and the
+    evaluation that ends the warm-up, ``vqstudy.tables.evaluation(run, 'autoencoder')``, is the plain
+    autoencoder's).
+    """
+    if training not in TRAININGS:
+        raise ValueError(f"invalid training={training!r}: allowed values are {', '.join(TRAININGS)}")
+    _check_int("train", "steps", steps, 1)
+    if training == "joint":
+        return {"schedule": "joint", "steps": steps, "warmup_steps": 0}
+    if training == "autoencoder":
+        return {"schedule": "deferred", "steps": steps + 1, "warmup_steps": steps, "eval_every": steps}
+    if not 0 < warmup_steps < steps:
+        _fail("train", "warmup_steps", warmup_steps, f"training='deferred' needs 0 < warmup_steps < steps={steps}")
+    return {"schedule": "deferred", "steps": steps, "warmup_steps": warmup_steps}
+
+
 # --- command-line integer arguments (shared by every subcommand) ------------------------------------
 
 def int_at_least(low: int, what: str):

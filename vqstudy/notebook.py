@@ -9,6 +9,7 @@ writes ``results/<chapter>.json`` for the book's paper-vs-ours table.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -301,3 +302,30 @@ def _plain(obj: Any) -> Any:
 def all_hold(values: Iterable[bool]) -> bool:
     values = list(values)
     return bool(values) and all(bool(v) for v in values)
+
+
+GLUE_PREFIX = "application/papermill.record/"  # MyST-NB's glue format (myst_nb.ext.glue), papermill's record
+
+
+def glue_text(values: dict[str, Any], digits: int = 3) -> dict[str, str]:
+    """Glue each value under its name for the chapter's prose (MyST-NB: ``{glue:text}`name```), so that no
+    number or verdict word in the prose is typed by hand (chapters 1 and 3).
+
+    Numbers are formatted as the reader tables format them (:func:`vqstudy.tables.fmt_value`, ``digits``
+    significant digits), anything else as ``str``. Returns the glued strings. Emits exactly what
+    ``myst_nb.glue(name, text, display=False)`` emits (a test compares them) without importing MyST-NB,
+    whose import pulls in nbformat's validator (seconds per chapter) and which a plain install lacks.
+    """
+    from IPython.display import display
+
+    from .tables import fmt_value
+
+    bad = [name for name in values if not isinstance(name, str) or not name.replace("_", "").isalnum()]
+    if bad:
+        raise ValueError(f"invalid glue name(s) {bad}: use letters, digits and underscores")
+    texts = {name: fmt_value(v, digits) if isinstance(v, numbers.Real) and not isinstance(v, bool) else str(v)
+             for name, v in values.items()}
+    for name, text in texts.items():
+        display({GLUE_PREFIX + "text/plain": repr(text)}, raw=True,
+                metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
+    return texts

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,31 +31,121 @@ def results_frame(results: Iterable, condition: str | Sequence[str] | None = Non
     return pd.DataFrame(rows)
 
 
-def by_seed(df: pd.DataFrame, condition: Any, metric: str,
-            seeds: Iterable[int] | None = None) -> dict[int, float]:
-    """``metric`` of the runs of ``condition`` in a :func:`results_frame`, keyed by seed.
+PHASES = ("final", "autoencoder")
 
-    The form :meth:`vqstudy.notebook.Claims.judge` and :func:`vqstudy.claims.paired_effect` take (one
-    arm of a paired comparison; chapters 4 and 5). ``seeds`` keeps only those seeds (each must have a
-    run), so that an arm run on many seeds pairs with one run on a few. Fails on an unknown condition
-    or metric, and on a seed that occurs twice (two runs of one condition make the pairing ambiguous).
-    """
-    if metric not in df.columns:
-        raise ValueError(f"unknown metric {metric!r}; available: {sorted(df.columns)}")
-    rows = df[df["condition"].map(lambda c: c == condition)]
-    if rows.empty:
-        raise ValueError(f"no runs of condition {condition!r}; available: {list(dict.fromkeys(df['condition']))}")
-    seeds_wanted = None if seeds is None else [int(s) for s in seeds]
-    seeds = [int(s) for s in rows["seed"]]
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"condition {condition!r} has more than one run per seed: {sorted(seeds)}")
-    values = {s: float(v) for s, v in zip(seeds, rows[metric])}
-    if seeds_wanted is None:
-        return values
-    missing = sorted(set(seeds_wanted) - set(values))
+
+def evaluation(result: Any, phase: str = "final") -> dict[str, Any]:
+    """The evaluation of a run that a table reads: its last one (``phase='final'``), or its last one before
+    quantization began (``'autoencoder'``: a deferred run's trained autoencoder, e.g. chapter 3's
+    plain-autoencoder arm, a deferred run whose warm-up is its whole budget but one step)."""
+    if phase not in PHASES:
+        raise ValueError(f"invalid phase={phase!r}: allowed values are {', '.join(PHASES)}")
+    if phase == "final":
+        return result.final
+    before = [e for e in result.evals if not e.get("quantized", True)]
+    if not before:
+        raise ValueError(f"phase='autoencoder': the run (schedule {result.config.train.schedule!r}) has no "
+                         "evaluation before quantizing; use a deferred run with eval_every <= warmup_steps")
+    return before[-1]
+
+
+def plan_frame(plan: pd.DataFrame, results: Mapping[Any, Any]) -> pd.DataFrame:
+    """One row per row of ``plan`` (chapter 3's runs): the plan's columns but ``config``, the run's seed and
+    status, and the scalar metrics of :func:`evaluation` at the row's ``phase`` (column optional, default
+    'final'). ``results`` maps each config of ``plan.config`` to its run, so a config that serves several
+    rows (an arm shared by two comparisons) is trained once."""
+    if "config" not in plan.columns:
+        raise ValueError(f"plan needs a 'config' column, got columns {list(plan.columns)}")
+    missing = [c for c in plan.config if c not in results]
     if missing:
-        raise ValueError(f"condition {condition!r} has no run for seed(s) {missing}")
-    return {s: values[s] for s in seeds_wanted}
+        raise ValueError(f"{len(missing)} config(s) of the plan have no result, e.g. seed {missing[0].train.seed}")
+    rows = []
+    for row in plan.to_dict(orient="records"):
+        res = results[row.pop("config")]
+        phase = row.get("phase", "final")
+        rows.append({**row, "seed": res.config.train.seed, "status": res.status,
+                     **scalar_metrics(evaluation(res, phase))})
+    return pd.DataFrame(rows)
+
+
+def trajectory_frame(results: Iterable, condition: str | Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per evaluation of each run (condition, seed, step, quantized, ``metrics``): how the metrics
+    move during training (chapter 3's C9 trajectories). A deferred run's switch is evaluated twice
+    (before the warm-up's last eval and after k-means); the later one, quantized, is kept."""
+    results = list(results)
+    conds = [condition] * len(results) if isinstance(condition, str) else list(condition)
+    if len(conds) != len(results):
+        raise ValueError(f"got {len(conds)} condition labels for {len(results)} results")
+    rows = [{"condition": cond, "seed": res.config.train.seed, "step": e["step"], "quantized": e["quantized"],
+             **{m: e.get(m, float("nan")) for m in metrics}}
+            for cond, res in zip(conds, results) for e in res.evals]
+    frame = pd.DataFrame(rows, columns=["condition", "seed", "step", "quantized", *metrics])
+    return frame.drop_duplicates(["condition", "seed", "step"], keep="last").reset_index(drop=True)
+
+
+def by_seed(frame: pd.DataFrame, metric: str, seeds: Iterable[int] | None = None, **where: Any) -> dict[int, float]:
+    """``{seed: metric}`` over the rows where each ``column == value`` of ``where``: one arm of a paired
+    comparison, the form :meth:`vqstudy.notebook.Claims.judge` and :func:`vqstudy.claims.paired_effect` take
+    (chapters 1, 3, 4 and 5). Values may be tuples (e.g. ``condition=("sweep", 0.5)``). ``seeds`` keeps only
+    those seeds, each of which must have a row, so that an arm run on many seeds pairs with one run on a few.
+    Fails on an unknown column, on no matching rows, and on a seed that appears twice (two rows of one seed
+    would mean the selection is not one arm).
+    """
+    for column in (metric, *where):
+        if column not in frame.columns:
+            raise ValueError(f"unknown column {column!r}; available: {sorted(map(str, frame.columns))}")
+    sel = frame
+    for column, value in where.items():
+        sel = sel[sel[column].map(lambda v, value=value: v == value)]
+    if sel.empty:
+        raise ValueError(f"no rows with {where}")
+    if sel.seed.duplicated().any():
+        raise ValueError(f"rows with {where} repeat seeds {sorted(set(sel.seed[sel.seed.duplicated()]))}: "
+                         "select one arm")
+    values = {int(s): float(v) for s, v in zip(sel.seed, sel[metric])}
+    if seeds is None:
+        return values
+    wanted = [int(s) for s in seeds]
+    missing = sorted(set(wanted) - set(values))
+    if missing:
+        raise ValueError(f"rows with {where} have no run for seed(s) {missing}")
+    return {s: values[s] for s in wanted}
+
+
+def contrast(means: pd.DataFrame, metric: str, arms: tuple[str, str], keys: Sequence[Any],
+             key_label: str = "{}", digits: int = 3) -> str:
+    """"key: A against B; ..." for the mean ``metric`` of two arms at each key, from ``means`` indexed by
+    (arm, key) (chapter 1's untrained and trained encoder at each input dimension), numbers as the reader
+    tables format them; for evidence lines and glued prose."""
+    if metric not in means.columns:
+        raise ValueError(f"unknown metric {metric!r}; available: {sorted(map(str, means.columns))}")
+    missing = [(a, k) for a in arms for k in keys if (a, k) not in means.index]
+    if missing:
+        raise ValueError(f"means has no row for (arm, key) {missing[0]!r}")
+    return "; ".join(f"{key_label.format(k)}: {fmt_value(means.loc[(arms[0], k), metric], digits)} against "
+                     f"{fmt_value(means.loc[(arms[1], k), metric], digits)}" for k in keys)
+
+
+def value_range(values: Iterable[float], digits: int = 3) -> str:
+    """"low–high" of ``values`` as the reader tables format numbers (one number when they are all equal):
+    a range over the cells of chapter 3's capacity grid, for glued prose."""
+    v = [float(x) for x in values]
+    if not v:
+        raise ValueError("values is empty")
+    low, high = fmt_value(min(v), digits), fmt_value(max(v), digits)
+    return low if low == high else f"{low}–{high}"
+
+
+def saturation_point(values: pd.Series, higher_is_better: bool, tolerance: float = 0.1) -> Any:
+    """The first index (e.g. the smallest width) from which every value stays within ``tolerance`` of the
+    best (chapter 3's "where the metrics saturate"); None when the last one falls outside."""
+    if not 0 <= tolerance < 1:
+        raise ValueError(f"invalid tolerance={tolerance!r}: must lie in [0, 1)")
+    if values.empty:
+        raise ValueError("values is empty")
+    best = values.max() if higher_is_better else values.min()
+    ok = (values >= (1 - tolerance) * best) if higher_is_better else (values <= (1 + tolerance) * best)
+    return next((k for i, k in enumerate(values.index) if ok.iloc[i:].all()), None)
 
 
 def fmt_effect(effect: Sequence[float], digits: int = 3) -> str:
@@ -104,6 +194,7 @@ LABELS = {
     "recon_error": "Recon. MSE", "embed_effective_dim": "Effective dim.", "embed_participation_ratio":
     "Participation ratio", "embed_total_variance": "Total variance", "cluster_separation": "Fisher ratio",
     "usage_entropy": "Usage entropy", "used_bits": "Used bits", "codebook_effective_dim": "Codebook eff. dim.",
+    "used_codebook_effective_dim": "Used codes' eff. dim.", "water_filling_dim": "Water-filling dim.",
 }
 MAX_COLUMNS = 4   # value columns beside the row labels that fit the ~700 px column without scrolling
 

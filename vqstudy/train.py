@@ -282,3 +282,17 @@ def step_cost_ratio(config: RunConfig, blocks: int = 20, steps_per_block: int = 
                     f"{prefix}remedy_s_per_step": statistics.median(r[j] for r in times[0]) / steps_per_block,
                     f"{prefix}plain_s_per_step": statistics.median(p[j] for p in times[1]) / steps_per_block})
     return out
+
+
+def untrained_model(config: RunConfig, dataset: Dataset) -> VQAutoencoder:
+    """The model exactly as :func:`train` (and :func:`vqstudy.seedbatch.train_seeds`) builds it before step 0:
+    the untrained encoder that the paper's baseline runs k-means on (chapter 1 measures its outputs).
+
+    The global random state is left as it was (the weights come from a forked torch generator seeded
+    with ``config.train.seed``, as ``train`` seeds it); the codebook is not initialized.
+    """
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        return build_model(config, dataset)
