@@ -88,3 +88,14 @@ def test_glue_text_formats_numbers_as_the_tables_do_and_emits_myst_nbs_glue(monk
     monkeypatch.setattr(glue_module, "ipy_display", lambda *a, **k: theirs.append((a, k)))
     glue_module.glue("c", "reproduced", display=False)
     assert theirs == [shown[2]]
+
+
+def test_full_profile_work_ratio_multiplies_the_factors_of_a_quick_run():
+    from vqstudy.notebook import ParameterError, full_profile_work_ratio
+
+    assert full_profile_work_ratio("quick", 2, 4) == 8.0
+    assert full_profile_work_ratio("full", 2, 4) == 1.0
+    with pytest.raises(ParameterError, match="profile"):
+        full_profile_work_ratio("huge", 2)
+    with pytest.raises(ParameterError, match="work factor 0"):
+        full_profile_work_ratio("quick", 0)

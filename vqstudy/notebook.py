@@ -9,6 +9,7 @@ writes ``results/<chapter>.json`` for the book's paper-vs-ours table.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 import time
@@ -125,6 +126,17 @@ def check_device(device: Any) -> str:
         if not torch.cuda.is_available():
             raise ParameterError("parameter device='cuda' is invalid here: no CUDA device is available; use 'cpu'")
     return device
+
+
+def full_profile_work_ratio(profile: str, *factors: float) -> float:
+    """How many times the quick profile's training work the full profile does: the product of the factors
+    by which it multiplies the seeds, steps and grid cells (every chapter). The reproducibility page
+    multiplies the quick profile's measured wall time by it, as an estimate; a full run records 1.0."""
+    check_choice("profile", profile, PROFILES)
+    for f in factors:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not f > 0:
+            raise ParameterError(f"invalid work factor {f!r}: factors must be positive numbers")
+    return 1.0 if profile == "full" else float(math.prod(factors))
 
 
 def setup(seed: int = 0, threads: int = 1) -> None:
