@@ -31,6 +31,19 @@ def results_frame(results: Iterable, condition: str | Sequence[str] | None = Non
     return pd.DataFrame(rows)
 
 
+def by_seed(df: pd.DataFrame, condition: str, metric: str, column: str = "condition") -> dict[int, float]:
+    """``{seed: value}`` of ``metric`` for the runs of one condition: an arm of a primary test, as
+    :meth:`vqstudy.notebook.Claims.judge` takes it (chapters 2 and 7). Fails on a missing or repeated seed."""
+    if metric not in df.columns:
+        raise ValueError(f"unknown metric={metric!r}; available: {sorted(df.columns)}")
+    rows = df[df[column] == condition]
+    if rows.empty:
+        raise ValueError(f"no runs of {column}={condition!r}; available: {sorted(df[column].unique())}")
+    if rows["seed"].duplicated().any():
+        raise ValueError(f"{column}={condition!r}: a seed appears more than once")
+    return {int(s): float(v) for s, v in zip(rows["seed"], rows[metric])}
+
+
 def interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
     """Mean and the half-width of a Student-t confidence interval (0 for one value)."""
     v = np.asarray(values, dtype=float)
