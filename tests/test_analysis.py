@@ -81,3 +81,21 @@ def test_embedding_geometry_separates_scale_from_shape():
         embedding_geometry(ds.x, ds.labels, reference_variance=0.0)
     with pytest.raises(ValueError, match="labels"):
         embedding_geometry(ds.x, ds.labels[:10])
+
+
+def test_trivial_reconstructor_baselines():
+    from vqstudy.analysis import cluster_mean_r2, kmeans_r2
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 10, (4, 3))
+    labels = np.repeat(np.arange(4), 50)
+    x = centers[labels] + rng.normal(0, 1, (200, 3))
+    within = 1 - 1 / x.var(0).mean()           # ~ the share of variance between clusters
+    assert abs(cluster_mean_r2(x, labels) - within) < 0.05
+    assert kmeans_r2(x, 1) == pytest.approx(0.0, abs=1e-6)   # one code: the global mean
+    assert kmeans_r2(x, 4) == pytest.approx(cluster_mean_r2(x, labels), abs=0.02)
+    assert kmeans_r2(x, 20) > kmeans_r2(x, 4)
+    with pytest.raises(ValueError, match="labels"):
+        cluster_mean_r2(x, labels[:10])
+    with pytest.raises(ValueError, match="k="):
+        kmeans_r2(x, 0)

@@ -121,3 +121,42 @@ def test_training_with_the_library_is_deterministic_and_defers():
     assert {"utilization", "perplexity", "recon_error", "embed_effective_dim"} <= set(a.columns)
     with pytest.raises(ValueError, match="warmup_steps"):
         train_with_vector_quantize(cfg, {}, eval_every=10, warmup_steps=40)
+
+
+def test_set_codebook_survives_the_ema_update():
+    from vqstudy.interop import set_codebook
+
+    torch.manual_seed(0)
+    small = torch.randn(32, 8) * 1e-3
+    ours, setter = VectorQuantize(dim=8, codebook_size=32), VectorQuantize(dim=8, codebook_size=32)
+    set_codebook(ours, small)
+    setter.codebook = small                     # the library's setter: embed only
+    x = torch.randn(1, 64, 8) * 3
+    _, idx, _ = ours(x)
+    setter(x)
+    unused = torch.ones(32, dtype=torch.bool)
+    unused[idx.flatten()] = False
+    assert unused.any()
+    # an unused code keeps the explicit init under EMA; with the setter alone it returns to kaiming (~0.1)
+    assert ours.codebook[unused].abs().max() < 1e-2
+    assert setter.codebook[unused].abs().max() > 1e-2
+    with pytest.raises(ValueError, match="codes"):
+        set_codebook(ours, torch.zeros(16, 8))
+
+
+def test_training_with_an_explicit_small_init():
+    from vqstudy import RunConfig
+    from vqstudy.interop import train_many_with_vector_quantize, train_with_vector_quantize
+
+    cfg = RunConfig().replace(data={"n_per_cluster": 50}, quantizer={"codebook_size": 16},
+                              train={"steps": 30, "batch_size": 64})
+    kept: dict = {}
+    frame, final = train_with_vector_quantize(cfg, {}, 30, codebook_init=("normal", 1e-3), keep_modules=kept)
+    default, _ = train_with_vector_quantize(cfg, {}, 30)
+    assert frame.iloc[0]["codebook_euclidean_spread"] < 0.1 * default.iloc[0]["codebook_euclidean_spread"]
+    inline = train_many_with_vector_quantize([(cfg, {}, 30, 0, ("normal", 1e-3))], workers=1)
+    assert inline[0][1] == final
+    with pytest.raises(ValueError, match="codebook_init"):
+        train_with_vector_quantize(cfg, {"kmeans_init": True}, 30, codebook_init=("normal", 1e-3))
+    with pytest.raises(ValueError, match="codebook_init"):
+        train_with_vector_quantize(cfg, {}, 30, codebook_init=("kaiming", None))

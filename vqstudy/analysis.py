@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .diagnostics import class_geometry, covariance_eigenvalues, effective_dimension, participation_ratio
+from .quantize import kmeans, nearest_code
 
 
 @dataclass
@@ -102,3 +103,32 @@ def embedding_geometry(x, labels, reference_variance: float | None = None, seed:
             "variance ratio": total / reference_variance if reference_variance else float("nan"),
             "effective dim": effective_dimension(eig), "participation ratio": participation_ratio(eig),
             "Fisher ratio": class_geometry(z, lab)[2], "modes found": modes.modes, "silhouette": modes.silhouette}
+
+
+def _r2(x: np.ndarray, recon: np.ndarray) -> float:
+    return float(1.0 - ((x - recon) ** 2).mean() / x.var(0).mean())
+
+
+def cluster_mean_r2(x, labels) -> float:
+    """R^2 of the trivial reconstructor that outputs each vector's cluster mean (chapter 2: the baseline a
+    collapsed tokenizer's R^2 must beat before "reconstructions look fine" means anything)."""
+    arr = _numpy(x)
+    lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+    if lab.shape[0] != arr.shape[0]:
+        raise ValueError(f"labels: expected {arr.shape[0]} labels, got {lab.shape[0]}")
+    means = np.zeros_like(arr)
+    for c in np.unique(lab):
+        means[lab == c] = arr[lab == c].mean(0)
+    return _r2(arr, means)
+
+
+def kmeans_r2(x, k: int, seed: int = 0) -> float:
+    """R^2 of k-means with ``k`` codes on the raw vectors (chapter 2: a tokenizer using k codes should do
+    at least this well)."""
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"invalid k={k!r}: must be an integer >= 1")
+    arr = _numpy(x)
+    t = torch.from_numpy(arr).float()
+    centers = kmeans(t, k, seed=seed)
+    recon = centers[nearest_code(t, centers)].double().numpy()
+    return _r2(arr, recon)

@@ -18,6 +18,10 @@ from torch import nn
 
 from .config import RunConfig
 from .diagnostics import diagnose, scalar_metrics
+from .executors import check_workers, run_jobs
+from .quantize import initial_codebook
+
+LIBRARY_INITS = ("normal", "uniform")  # the study's small-scale inits that can be given to the library's codebook
 
 
 def _check_supported(vq: nn.Module) -> None:
@@ -109,8 +113,32 @@ class CollapseTracker:
         return pd.DataFrame(self.rows)
 
 
+@torch.no_grad()
+def set_codebook(vq: nn.Module, codes: torch.Tensor) -> None:
+    """Give a ``VectorQuantize`` an explicit starting codebook (chapter 7: C1 with a small-scale init).
+
+    The library's constructor has no init-scale option (kaiming-uniform, or zeros for ``kmeans_init``), and
+    its ``codebook`` setter writes only ``embed``: with EMA updates (the default) every code is then
+    recomputed as ``embed_avg / cluster_size``, so after one step the unused codes are back at the
+    constructor's init. This writes ``embed`` and ``embed_avg`` (= codes x cluster size) through the
+    module's state dict, so that the init holds under EMA too.
+    """
+    _check_supported(vq)
+    book = vq._codebook
+    codes = torch.as_tensor(codes, dtype=book.embed.dtype)
+    if tuple(book.embed.shape) != (1, *codes.shape):
+        raise ValueError(f"codes: expected shape {tuple(book.embed.shape[1:])} (one codebook), "
+                         f"got {tuple(codes.shape)}")
+    state = vq.state_dict()
+    state["_codebook.embed"] = codes.unsqueeze(0).to(book.embed.device)
+    state["_codebook.embed_avg"] = (codes.unsqueeze(0).to(book.embed.device)
+                                    * book.cluster_size.unsqueeze(-1))
+    vq.load_state_dict(state)
+
+
 def train_with_vector_quantize(config: RunConfig, vq_kwargs: dict[str, Any], eval_every: int,
                                warmup_steps: int = 0, keep_modules: dict[str, Any] | None = None,
+                               codebook_init: tuple[str, float | None] | None = None,
                                ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Train vqstudy's autoencoder around a vector-quantize-pytorch ``VectorQuantize`` and track both collapses.
 
@@ -121,6 +149,9 @@ def train_with_vector_quantize(config: RunConfig, vq_kwargs: dict[str, Any], eva
     Returns the tracker's frame (diagnostics of the whole data set every ``eval_every`` steps, plus the
     reconstruction error) and the final diagnostics. ``keep_modules``, when given, receives the trained
     ``encoder``, ``decoder`` and ``vq`` and the training ``data`` (to save the tokenizer afterwards).
+    ``codebook_init=(kind, scale)`` (kind in :data:`LIBRARY_INITS`, scale None for the kind's default)
+    replaces the library's codebook init by the study's (:func:`vqstudy.quantize.initial_codebook`, drawn
+    from its own generator seeded with the run's seed, so the batches stay those of the run without it).
     """
     from vector_quantize_pytorch import VectorQuantize
 
@@ -131,11 +162,18 @@ def train_with_vector_quantize(config: RunConfig, vq_kwargs: dict[str, Any], eva
     tc = config.train
     if not 0 <= warmup_steps < tc.steps:
         raise ValueError(f"invalid warmup_steps={warmup_steps!r}: must lie in [0, steps={tc.steps})")
+    if codebook_init is not None and (codebook_init[0] not in LIBRARY_INITS or vq_kwargs.get("kmeans_init")):
+        raise ValueError(f"invalid codebook_init={codebook_init!r}: the kind must be one of {LIBRARY_INITS}, "
+                         "without kmeans_init=True (which would overwrite it)")
     gen = make_deterministic(tc.seed, tc.threads)
     data = load_dataset(config.data)
     x, labels = data.x.to(tc.device), data.labels
     encoder, decoder = build_autoencoder(config.model, tuple(data.x.shape[1:]))
     vq = VectorQuantize(dim=config.model.latent_dim, codebook_size=config.quantizer.codebook_size, **vq_kwargs)
+    if codebook_init is not None:
+        kind, scale = codebook_init
+        draw = torch.Generator().manual_seed(tc.seed)
+        set_codebook(vq, initial_codebook(kind, config.quantizer.codebook_size, config.model.latent_dim, draw, scale))
     modules = nn.ModuleList([encoder, decoder, vq]).to(tc.device)
     opt = adam([p for p in modules.parameters() if p.requires_grad], lr=tc.lr)
     tracker = CollapseTracker(eval_every, labels=labels)
@@ -172,6 +210,26 @@ def train_with_vector_quantize(config: RunConfig, vq_kwargs: dict[str, Any], eva
     if keep_modules is not None:
         keep_modules.update(encoder=encoder, decoder=decoder, vq=vq, data=data)
     return frame, frame.iloc[-1].to_dict()
+
+
+def _library_job(config: dict[str, Any], vq_kwargs: dict[str, Any], eval_every: int, warmup_steps: int,
+                 codebook_init: tuple[str, float | None] | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    return train_with_vector_quantize(RunConfig.from_dict(config), vq_kwargs, eval_every, warmup_steps,
+                                      codebook_init=codebook_init)
+
+
+def train_many_with_vector_quantize(
+        runs: list[tuple[RunConfig, dict[str, Any], int, int, tuple[str, float | None] | None]],
+        workers: int | None = None) -> list[tuple[pd.DataFrame, dict[str, Any]]]:
+    """:func:`train_with_vector_quantize` for each ``(config, vq_kwargs, eval_every, warmup_steps,
+    codebook_init)`` of ``runs``, in parallel processes (the library trains one seed at a time; chapter 7
+    needs ten per arm). Results in the order of ``runs``; the first failure is raised."""
+    jobs = [(i, (config.to_dict(), dict(kwargs), every, warmup, init))
+            for i, (config, kwargs, every, warmup, init) in enumerate(runs)]
+    out: dict[int, tuple[pd.DataFrame, dict[str, Any]]] = {}
+    for key, future in run_jobs(_library_job, jobs, workers=check_workers(workers, None)):
+        out[key] = future.result()
+    return [out[i] for i in range(len(runs))]
 
 
 @torch.no_grad()
