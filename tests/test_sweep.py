@@ -310,8 +310,8 @@ def test_two_concurrent_sweeps_share_the_runs(tmp_path):
     runs = 6
     grid = write_grid(tmp_path / "grid.yaml", "base:\n  data: {n_per_cluster: 100}\n"
                       "  train: {steps: 300, eval_every: 150, batch_size: 64}\n"
-                      "  quantizer: {codebook_size: 16}\n"
-                      f"axes:\n  train.seed: {list(range(runs))}\n")
+                      f"axes:\n  quantizer.codebook_size: {list(range(16, 16 + runs))}\n")
+    # distinct codebook sizes, not seeds: seeds of one configuration train as one batch and are stored together
     out = tmp_path / "out"
     first, second = _sweep_process(grid, out), _sweep_process(grid, out)
     done = []
@@ -370,8 +370,8 @@ def test_sigkill_mid_sweep_then_resume_gives_each_run_once_and_identical(tmp_pat
     runs = 6
     grid = write_grid(tmp_path / "grid.yaml", "base:\n  data: {n_per_cluster: 100}\n"
                       "  train: {steps: 1200, eval_every: 600, batch_size: 64}\n"
-                      "  quantizer: {codebook_size: 16}\n"
-                      f"axes:\n  train.seed: {list(range(runs))}\n")
+                      f"axes:\n  quantizer.codebook_size: {list(range(16, 16 + runs))}\n")
+    # distinct codebook sizes, not seeds: seeds of one configuration train as one batch and are stored together
     out = tmp_path / "out"
     proc = _sweep_process(grid, out)
     try:
