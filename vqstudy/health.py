@@ -77,9 +77,7 @@ STUDY_CONDITIONS: dict[str, dict[str, list[tuple[str, str, str]]]] = {
             ("02_tokens_collapse", "summary", "uniform(1/K), joint"),
             ("02_tokens_collapse", "summary", "k-means on untrained encoder, joint"),
             ("04_fixes", "summary", "EMA, k-means init"),
-            ("04_fixes", "summary", "EMA, normal init"),
             ("04_fixes", "summary", "deferred 0.5, keep k-means cb"),
-            ("04_fixes", "summary", "deferred 0.5, keep normal cb"),
             ("05_codebook_size", "summary", "joint (k-means on untrained encoder) | K=512"),
         ],
         HEALTHY: [
