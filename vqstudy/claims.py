@@ -175,19 +175,26 @@ class PrimaryResult:
 
 def _paired_effects(test: PrimaryTest, treatment: Mapping[int, float], control: Mapping[int, float],
                     min_seeds: int) -> tuple[tuple[int, ...], np.ndarray]:
+    return _effects_by_seed(test.key, test.scale, treatment, control, min_seeds, f" of {test.metric}")
+
+
+def _effects_by_seed(label: str, scale: str, treatment: Mapping[int, float], control: Mapping[int, float],
+                     min_seeds: int, what: str = "") -> tuple[tuple[int, ...], np.ndarray]:
+    """(seeds, per-seed effects): log ratios or differences of paired values, for primary and secondary
+    comparisons alike; ``label`` prefixes every error."""
     if set(treatment) != set(control):
-        raise ValueError(f"{test.key}: treatment and control must have the same seeds, got "
+        raise ValueError(f"{label}: treatment and control must have the same seeds, got "
                          f"{sorted(treatment)} and {sorted(control)}")
     seeds = tuple(sorted(treatment))
     if len(seeds) < min_seeds:
-        raise ValueError(f"{test.key}: {len(seeds)} seeds given, the rule needs at least {min_seeds}")
+        raise ValueError(f"{label}: {len(seeds)} seeds given, the rule needs at least {min_seeds}")
     t = np.array([treatment[s] for s in seeds], dtype=float)
     c = np.array([control[s] for s in seeds], dtype=float)
     if not (np.isfinite(t).all() and np.isfinite(c).all()):
-        raise ValueError(f"{test.key}: non-finite values (a diverged run?) cannot be judged")
-    if test.scale == "ratio":
+        raise ValueError(f"{label}: non-finite values (a diverged run?) cannot be judged")
+    if scale == "ratio":
         if (t <= 0).any() or (c <= 0).any():
-            raise ValueError(f"{test.key}: a ratio needs positive values of {test.metric}")
+            raise ValueError(f"{label}: a ratio needs positive values{what}")
         return seeds, np.log(t) - np.log(c)
     return seeds, t - c
 
@@ -225,21 +232,12 @@ def paired_effect(treatment: Mapping[int, float], control: Mapping[int, float],
     """
     if scale not in SCALES:
         raise ValueError(f"invalid scale={scale!r}: allowed values are {SCALES}")
-    if set(treatment) != set(control):
-        raise ValueError(f"treatment and control must have the same seeds, got {sorted(treatment)} and "
-                         f"{sorted(control)}")
     if len(treatment) < 2:
         raise ValueError(f"an interval needs at least 2 seeds, got {len(treatment)}")
-    seeds = sorted(treatment)
-    t = np.array([treatment[s] for s in seeds], dtype=float)
-    c = np.array([control[s] for s in seeds], dtype=float)
-    if not (np.isfinite(t).all() and np.isfinite(c).all()):
-        raise ValueError("non-finite values (a diverged run?) have no paired effect")
+    effects = _effects_by_seed("paired effect", scale, treatment, control, min_seeds=2)[1]
     if scale == "ratio":
-        if (t <= 0).any() or (c <= 0).any():
-            raise ValueError("a ratio needs positive values")
-        return tuple(math.exp(v) for v in _t_interval(np.log(t) - np.log(c)))  # type: ignore[return-value]
-    return _t_interval(t - c)
+        return tuple(math.exp(v) for v in _t_interval(effects))  # type: ignore[return-value]
+    return _t_interval(effects)
 
 
 def side_of(effect: Sequence[float], bound: float = 1.0) -> str:
