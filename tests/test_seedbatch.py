@@ -79,3 +79,9 @@ def test_the_sweep_groups_seeds_of_one_configuration_and_keeps_both_workers_busy
     for batch in batches:
         assert len({todo[k].quantizer.codebook_size for k in batch}) == 1
     assert max(len(b) for b in seed_batches(todo, workers=1)) == 10
+
+
+def test_configs_that_cannot_be_batched_run_one_per_job_so_each_is_stored_when_done():
+    unbatchable = BASE.replace(quantizer={"distance": "cosine"})
+    todo = {config_key(c): c for c in [unbatchable.replace(train={"seed": s}) for s in range(4)]}
+    assert sorted(len(b) for b in seed_batches(todo, workers=2)) == [1, 1, 1, 1]

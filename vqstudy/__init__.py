@@ -13,8 +13,8 @@ in a cycle, and no module imports this package facade (``vqstudy``) itself;
    and the collapse measures
 2. ``train``, ``seedbatch``, ``interop``: training one run (ours, or vector-quantize-pytorch's), or several
    seeds of one run as one batched computation
-3. ``generation``, ``sweep``, ``report``, ``tables``, ``style``, ``plots``, ``claims``: many runs, their presentation and the
-   pre-registered claims they are judged by
+3. ``generation``, ``sweep``, ``report``, ``tables``, ``style``, ``plots``, ``claims``, ``realimages``: many runs, their
+   presentation, the pre-registered claims they are judged by, and the real-image chapter's plan
 4. ``notebook``, ``book``, ``bibstyle``, ``publish``: what a chapter needs, the book built from the chapters, and
    where it is published
 5. ``cli``: the command line; it registers every subcommand, and nothing imports it

@@ -41,7 +41,7 @@ from .executors import (SCHEDULER_ENV, ExecutorSpec, check_scheduler_address, ch
                         dask_executor, default_scheduler, run_jobs)
 from .io import CLAIM_STALE_S, ClaimSet, FileFormatError, read_json, read_yaml, remove_stale_temps, write_atomic
 from .repro import git_revision
-from .seedbatch import seed_group_key, train_seeds
+from .seedbatch import batch_problem, seed_group_key, train_seeds
 from .train import RunResult
 
 if TYPE_CHECKING:
@@ -299,12 +299,19 @@ def _execute(config_dicts: list[dict[str, Any]], pinned: bool = False) -> list[d
 
 def seed_batches(configs: Mapping[str, RunConfig], workers: int) -> list[list[str]]:
     """Keys of ``configs`` grouped into seed batches: configs that differ only in ``train.seed``, at most
-    :data:`SEED_BATCH` per batch, and split so that a lone group still keeps ``workers`` processes busy."""
+    :data:`SEED_BATCH` per batch, and split so that a lone group still keeps ``workers`` processes busy.
+
+    Configs that cannot be batched (:func:`vqstudy.seedbatch.batch_problem`, e.g. the conv models) run one
+    per job: a batch of them would only train one after another and store nothing until the last is done.
+    """
     groups: dict[str, list[str]] = {}
     for key, config in configs.items():
         groups.setdefault(seed_group_key(config), []).append(key)
     batches = []
     for keys in groups.values():
+        if batch_problem(configs[keys[0]]) is not None:
+            batches += [[key] for key in keys]
+            continue
         size = min(SEED_BATCH, max(1, -(-len(keys) // max(1, workers))))
         batches += [keys[i:i + size] for i in range(0, len(keys), size)]
     return batches
