@@ -81,3 +81,8 @@ def test_every_subcommand_has_a_description_and_an_example():
         assert lines[:1] == ["example:"] and lines[1].strip().startswith("vqstudy "), name
         assert f" {name}" in sp.epilog, name
         assert "example:" in sp.format_help(), name
+
+
+def test_realimages_refuses_a_root_that_is_not_the_repository_and_writes_nothing(tmp_path, capsys):
+    assert main(["realimages", "--root", str(tmp_path)]) == 2
+    assert "--root" in capsys.readouterr().err and list(tmp_path.iterdir()) == []

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from vqstudy import style  # noqa: E402
@@ -123,3 +124,18 @@ def test_tradeoff_plot_draws_one_numbered_point_per_condition_with_both_interval
         plots.tradeoff(ax, table, "ppl", "mse", order=["rotation trick"])
     with pytest.raises(ValueError, match="metric 'nope'"):
         plots.tradeoff(ax, table, "nope", "mse")
+
+
+def test_image_strips_draw_one_labelled_row_per_axes_and_refuse_colour_images():
+    from vqstudy import plots
+
+    images = np.random.default_rng(0).random((3, 1, 28, 28))
+    fig, axes = plt.subplots(2, 1)
+    plots.image_strips(axes, {"originals": images, "decoded": images[:, 0]})
+    assert [ax.get_ylabel() for ax in axes] == ["originals", "decoded"]
+    assert axes[0].images[0].get_array().shape == (28, 3 * 28 + 2 * 2)
+    with pytest.raises(ValueError, match="grey-level"):
+        plots.image_strips(axes[:1], {"colour": np.zeros((2, 3, 28, 28))})
+    with pytest.raises(ValueError, match="2 rows"):
+        plots.image_strips(axes[:1], {"a": images, "b": images})
+    plt.close(fig)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import book, sweep
+from . import book, realimages, sweep
 from .config import RunConfig, positive_int, seed_int
 from .io import read_json, write_atomic
 
@@ -144,6 +144,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable
     "config": (_config_args, _config),
     "diagnose": (_diagnose_args, _diagnose),
     "sweep": (sweep.add_arguments, sweep.command),
+    "realimages": (realimages.add_arguments, realimages.command),
     "reproduce": (book._reproduce_args, book._reproduce),
     "book": (book._book_args, book._book),
 }
@@ -156,6 +157,7 @@ EXAMPLES: dict[str, str] = {
     "config": "vqstudy config --set quantizer.codebook_size=128 > run.json",
     "diagnose": "vqstudy diagnose codebook.pt --embeddings z.npy --json report.json --report report/",
     "sweep": "vqstudy sweep grid.yaml --out runs/my-sweep",
+    "realimages": "vqstudy realimages --workers 2",
     "reproduce": "vqstudy reproduce --profile quick",
     "book": "vqstudy book",
 }

@@ -2,7 +2,7 @@
 :mod:`vqstudy.style`)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -152,3 +152,26 @@ def tradeoff(ax: plt.Axes, table: pd.DataFrame, x: str, y: str, order: Sequence[
            ylabel=ylabel if ylabel is not None else y.replace("_", " "))
     if title:
         ax.set_title(title)
+
+
+def image_strips(axes: Sequence[plt.Axes], rows: Mapping[str, Any], gap: int = 2) -> None:
+    """One row of grey-level images per axes (e.g. originals, then each model's reconstructions of them),
+    the images side by side with a ``gap``-pixel white border, the row's label on its left (chapter 9)."""
+    if len(axes) != len(rows):
+        raise ValueError(f"{len(rows)} rows of images need as many axes, got {len(axes)}")
+    for ax, (label, images) in zip(axes, rows.items()):
+        arr = _numpy(images)
+        if arr.ndim == 4:
+            if arr.shape[1] != 1:
+                raise ValueError(f"{label}: grey-level images (N, 1, H, W) expected, got shape {arr.shape}")
+            arr = arr[:, 0]
+        n, h, w = arr.shape
+        strip = np.ones((h, n * (w + gap) - gap))
+        for i, image in enumerate(arr):
+            strip[:, i * (w + gap):i * (w + gap) + w] = 1.0 - np.clip(image, 0.0, 1.0)  # dark ink on white
+        ax.imshow(strip, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(style.wrap(label, 18), rotation=0, ha="right", va="center")
+        for spine in ax.spines.values():
+            spine.set_visible(False)
