@@ -70,10 +70,16 @@ def _distributions(modules: set[str]) -> dict[str, set[str]]:
 
 def test_dependencies_cover_the_package_imports():
     """What `import vqstudy.X` needs is a base dependency; what a function imports lazily may be an extra's."""
-    paths = sorted((ROOT / "vqstudy").glob("*.py"))
+    paths = sorted((ROOT / "vqstudy").rglob("*.py"))
     for groups, modules in ((_declared([]), _imports(paths, module_level_only=True)), (_declared(), _imports(paths))):
         for module, dists in _distributions(modules).items():
             assert dists & set(groups), f"vqstudy imports {module} ({dists}) but pyproject does not declare it"
+
+
+def test_every_subpackage_is_in_the_distribution():
+    """setuptools is given the packages by name: a subpackage left out would be missing from the wheel."""
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vqstudy").rglob("__init__.py")}
+    assert found <= set(PYPROJECT["tool"]["setuptools"]["packages"])
 
 
 def test_extras_cover_the_tests_and_benchmarks():

@@ -210,7 +210,7 @@ def test_failures_and_divergence_are_recorded_and_resume_skips(tmp_path):
     changed = {p.name for p in store.iterdir() if p.stat().st_mtime_ns != mtimes.get(p.name)}
     assert changed == {f"{sw.config_key(FAILING)}.json"}
 
-    frame = sw.load_results(store)
+    frame = sw.results_table(store)
     assert len(frame) == 4 and set(frame["status"]) == {"ok", "failed", "diverged"}
     assert set(frame["quantizer.codebook_size"]) == {16}
     assert frame.loc[frame["status"] == "ok", "utilization"].notna().all()
@@ -252,7 +252,7 @@ def test_corrupt_records_are_rerun_never_returned(tmp_path, capsys):
     (store / f".{path.name}.abc.tmp").write_text(good[:10])          # a stale temp file
     (store / "notes.json").write_text("{}")                           # not a record
     with pytest.warns(UserWarning, match="corrupt sweep record"):
-        assert len(sw.load_results(store)) == 1
+        assert len(sw.results_table(store)) == 1
     with pytest.warns(UserWarning, match="invalid JSON"):
         summary = sw.run_sweep(configs, store, executor="inline")
     assert (summary.done, summary.skipped) == (1, 1)
@@ -268,7 +268,7 @@ def test_records_that_are_not_utf8_are_named_and_rerun(tmp_path, capsys):
     store, configs, path, good = _two_stored_runs(tmp_path)
     path.write_bytes(b"\xff\xfe" + good.encode()[2:])
     with pytest.warns(UserWarning, match=rf"corrupt sweep record {path}: invalid UTF-8 text \(byte 0xff at position 0"):
-        frame = sw.load_results(store)
+        frame = sw.results_table(store)
     assert list(frame["key"]) == [sw.config_key(configs[1])]
     with pytest.warns(UserWarning, match="invalid UTF-8 text"):
         summary = sw.run_sweep(configs, store, executor="inline", progress=False)
@@ -392,7 +392,7 @@ def test_sigkill_mid_sweep_then_resume_gives_each_run_once_and_identical(tmp_pat
     records = stored(out)
     assert sorted(records) == sorted(sw.config_key(c) for c in configs)
     assert all(r["status"] == "ok" and r["key"] == key for key, r in records.items())
-    assert len(sw.load_results(out)) == runs            # leftover temp files are not records
+    assert len(sw.results_table(out)) == runs            # leftover temp files are not records
     reference = tmp_path / "reference"
     sw.run_sweep(configs, reference, executor="inline", progress=False)
     expected = stored(reference)

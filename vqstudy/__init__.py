@@ -4,7 +4,8 @@ The book's notebooks, the command line and the tests all call these functions.
 
 Layers, bottom up. A module imports only from its own layer or below, never
 in a cycle, and no module imports this package facade (``vqstudy``) itself;
-``tests/test_layers.py`` checks every import, those inside functions too.
+``tests/test_layers.py`` checks every import, those inside functions too. The modules of a
+subpackage (``book.*``) are in the subpackage's layer and import each other freely, never in a cycle.
 
 0. ``_version``, ``numerics``, ``testing``, ``io``, ``executors``, ``config``, ``repro``: leaves (version,
    numeric settings and the test processes' set-up, file I/O, where jobs run, run configs, determinism
@@ -15,7 +16,9 @@ in a cycle, and no module imports this package facade (``vqstudy``) itself;
    seeds of one run as one batched computation
 3. ``generation``, ``sweep``, ``report``, ``tables``, ``style``, ``plots``, ``claims``, ``realimages``: many runs, their
    presentation, the pre-registered claims they are judged by, and the real-image chapter's plan
-4. ``notebook``, ``book``, ``bibstyle``, ``publish``: what a chapter needs, the book built from the chapters, and
+4. ``notebook``, ``book`` (the package ``book.common``, ``book.paper``, ``book.toc``, ``book.stored``,
+   ``book.results``, ``book.markdown``, ``book.pages``, ``book.performance``, ``book.sphinxext``, ``book.build``,
+   ``book.commands``), ``bibstyle``, ``publish``: what a chapter needs, the book built from the chapters, and
    where it is published
 5. ``cli``: the command line; it registers every subcommand, and nothing imports it
 """

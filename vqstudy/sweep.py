@@ -239,7 +239,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def load_results(store_dir: str | Path) -> "pd.DataFrame":
+def results_table(store_dir: str | Path) -> "pd.DataFrame":
     """One row per stored run: key, status, reason, dotted config columns and final scalar metrics."""
     import pandas as pd
 
