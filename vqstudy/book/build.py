@@ -1,5 +1,4 @@
-"""Executing the chapters (papermill), building the book strictly, and the main job that does both.
-"""
+"""Executing the chapters (papermill), building the book strictly, and the main job that does both."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,4 @@
-"""The command line's ``vqstudy reproduce`` and ``vqstudy book`` (registered by :mod:`vqstudy.cli`).
-"""
+"""The command line's ``vqstudy reproduce`` and ``vqstudy book`` (registered by :mod:`vqstudy.cli`)."""
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,4 @@
-"""Markdown helpers for the generated pages: escaping for MyST table cells, inline code, numbers.
-"""
+"""Markdown helpers for the generated pages: escaping for MyST table cells, inline code, numbers."""
 from __future__ import annotations
 
 import math

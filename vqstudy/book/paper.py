@@ -1,5 +1,4 @@
-"""The paper's side of the claims (typed from PAPER.md: the *paper's* statements and numbers).
-"""
+"""The paper's side of the claims (typed from PAPER.md: the *paper's* statements and numbers)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

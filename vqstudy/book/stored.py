@@ -1,5 +1,4 @@
-"""Reading a chapter notebook's stored run: its title, results id, parameters and printed output.
-"""
+"""Reading a chapter notebook's stored run: its title, results id, parameters and printed output."""
 from __future__ import annotations
 
 import ast
