@@ -52,23 +52,6 @@ def test_papermill_with_a_bad_profile_ends_with_the_reason(tmp_path: Path):
     assert cells[-1]["outputs"] == []                                 # fail-fast kept: nothing ran after it
 
 
-def test_results_file_keeps_its_record_when_only_timings_change(tmp_path: Path):
-    """Speed measurements differ at every execution: they are recorded, but a rerun with the same numbers
-    leaves the file as it was; a changed number rewrites it."""
-    import json
-
-    from vqstudy.notebook import Claims
-
-    path = Claims("08_x").write({"profile": "quick"}, {"mse": 0.5}, directory=tmp_path, timings={"ratio": 1.25})
-    first = path.read_text()
-    assert json.loads(first)["timings"] == {"ratio": 1.25}
-    Claims("08_x").write({"profile": "quick"}, {"mse": 0.5}, directory=tmp_path, timings={"ratio": 1.75})
-    assert path.read_text() == first
-    Claims("08_x").write({"profile": "quick"}, {"mse": 0.6}, directory=tmp_path, timings={"ratio": 1.75})
-    assert json.loads(path.read_text())["timings"] == {"ratio": 1.75}
-    assert "timings" not in json.loads(Claims("08_x").write({"profile": "quick"}, directory=tmp_path).read_text())
-
-
 def test_glue_text_formats_numbers_as_the_tables_do_and_emits_myst_nbs_glue(monkeypatch):
     import IPython.display
     import numpy as np

@@ -14,8 +14,9 @@ subpackage (``book.*``) are in the subpackage's layer and import each other free
    and the collapse measures
 2. ``train``, ``seedbatch``, ``interop``: training one run (ours, or vector-quantize-pytorch's), or several
    seeds of one run as one batched computation
-3. ``generation``, ``sweep``, ``report``, ``tables``, ``style``, ``plots``, ``claims``, ``realimages``: many runs, their
-   presentation, the pre-registered claims they are judged by, and the real-image chapter's plan
+3. ``generation``, ``sweep``, ``report``, ``tables``, ``style``, ``plots``, ``claims``, ``results``, ``realimages``: many
+   runs, their presentation, the pre-registered claims they are judged by, a chapter's results file (its
+   fields, writing, reading, checking), and the real-image chapter's plan
 4. ``notebook``, ``book`` (the package ``book.common``, ``book.paper``, ``book.toc``, ``book.stored``,
    ``book.results``, ``book.markdown``, ``book.pages``, ``book.performance``, ``book.sphinxext``, ``book.build``,
    ``book.commands``), ``bibstyle``, ``publish``: what a chapter needs, the book built from the chapters, and

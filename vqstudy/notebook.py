@@ -8,7 +8,6 @@ writes ``results/<chapter>.json`` for the book's paper-vs-ours table.
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -19,14 +18,11 @@ from typing import Any, Iterable, Sequence
 
 from . import claims as registry
 from .claims import VERDICTS
-from .io import write_atomic
 from .repro import environment, make_deterministic
+from .results import VOLATILE_FIELDS, Verdict, build_record, results_path, write_results  # noqa: F401
 
 PROFILES = ("quick", "full")
 RESULTS_ENV = "VQSTUDY_RESULTS_DIR"
-# Fields of a results file that describe one execution rather than its numbers (timings: what a chapter
-# measured about speed, e.g. chapter 8's cost per training step, which no two executions share).
-VOLATILE_FIELDS = ("environment", "wall_time_s", "timings")
 
 
 def results_dir(start: Path | None = None) -> Path:
@@ -153,17 +149,6 @@ def setup(seed: int = 0, threads: int = 1) -> None:
 
 
 @dataclass
-class Verdict:
-    claim: str
-    statement: str
-    verdict: str
-    evidence: str
-    numbers: dict[str, Any]
-    primary: list[dict[str, Any]] = field(default_factory=list)   # each primary test: effect, interval, outcome
-    stability: float | None = None                                 # share of seed resamples giving this verdict
-
-
-@dataclass
 class Claims:
     """Collects claim checks of one chapter, prints verdicts, writes the results file."""
     chapter: str
@@ -224,7 +209,7 @@ class Claims:
 
     def write(self, parameters: dict[str, Any], numbers: dict[str, Any] | None = None,
               directory: Path | None = None, timings: dict[str, Any] | None = None) -> Path:
-        """Write ``<results dir>/<chapter>.json`` atomically and return its path.
+        """Write ``<results dir>/<chapter>.json`` atomically (:mod:`vqstudy.results`) and return its path.
 
         A rerun that reproduces the same parameters, claims and numbers keeps
         the existing file (and so its record of when, where and how fast the
@@ -233,29 +218,11 @@ class Claims:
         measurements, which differ between executions) are recorded beside the
         numbers but, like the wall time, do not count as a change.
         """
-        path = Path(directory or results_dir()) / f"{self.chapter}.json"
-        record = {
-            "chapter": self.chapter,
-            "parameters": _plain(parameters),
-            "claims": [v.__dict__ for v in self.verdicts],
-            "numbers": _plain(numbers or {}),
-            **({"timings": _plain(timings)} if timings else {}),
-            "environment": environment(),
-            "wall_time_s": round(time.perf_counter() - self.started, 1),
-        }
-        if not _same_results(path, record):
-            write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+        path = results_path(directory or results_dir(), self.chapter)
+        write_results(path, build_record(self.chapter, _plain(parameters), self.verdicts, _plain(numbers or {}),
+                                         environment(), round(time.perf_counter() - self.started, 1),
+                                         timings=_plain(timings) if timings else None))
         return path
-
-
-def _same_results(path: Path, record: dict[str, Any]) -> bool:
-    """Whether ``path`` already holds ``record`` up to its volatile (per-execution) fields."""
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    strip = lambda r: {k: v for k, v in r.items() if k not in VOLATILE_FIELDS}  # noqa: E731
-    return isinstance(old, dict) and strip(old) == strip(json.loads(json.dumps(record)))
 
 
 BADGE_CLASSES = {"reproduced": "success", "inconclusive": "warning", "not reproduced": "danger",

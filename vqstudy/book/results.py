@@ -6,36 +6,24 @@ run, and every claim line that ``Claims.report()`` printed into the stored
 outputs (verdict, statement, evidence with its measured numbers) must match
 the results file exactly, in both directions. A notebook that prints
 ``results fingerprint: <hex>`` (see :func:`fingerprint`) is also checked
-against the hash of the file's content.
+against the hash of the file's content. The file's format and the checks of its
+structure are :mod:`vqstudy.results`'s.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..claims import MIN_SEEDS, VERDICTS
+from ..results import ResultsError, fingerprint, load_record, results_path
 from .common import ROOT, BookError
-from .paper import CLAIM_IDS
 from .stored import _read_notebook, expected_results, has_outputs, notebook_title, stored_parameters, stored_stdout
 from .toc import toc_chapters
 
 
 CLAIM_LINE = re.compile(r"^(C\d+): (REPRODUCED|INCONCLUSIVE|NOT REPRODUCED|NOT TESTABLE HERE) - (.*)$")
 FINGERPRINT_LINE = re.compile(r"results fingerprint:?\s*([0-9a-f]{12,64})")
-
-
-def fingerprint(record: dict) -> str:
-    """sha256 (first 16 hex digits) of what a run measured: chapter, parameters, claims, numbers.
-
-    Environment and wall time are left out so that a deterministic re-run gives the same value
-    (nbval compares it). A chapter may print ``results fingerprint: <this>`` after writing its file.
-    """
-    core = {k: record.get(k) for k in ("chapter", "parameters", "claims", "numbers")}
-    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -66,29 +54,13 @@ def check_results(notebook: Path, results_dir: Path) -> ChapterResults:
     if chapter != notebook.stem:
         raise BookError(f"{notebook.name} writes results for Claims({chapter!r}) but its results file must be "
                         f"named after the notebook: use Claims({notebook.stem!r})")
-    path = results_dir / f"{chapter}.json"
+    path = results_path(results_dir, chapter)
     if not path.is_file():
         return out
     try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BookError(f"results file {path} is not valid JSON ({exc}): re-run the chapter") from None
-    for key in ("chapter", "parameters", "claims"):
-        if key not in record:
-            raise BookError(f"results file {path} has no '{key}' field: re-run the chapter {notebook.name}")
-    if record["chapter"] != chapter:
-        raise BookError(f"results file {path} records chapter {record['chapter']!r}, expected {chapter!r}")
-    for claim in record["claims"]:
-        if claim.get("claim") not in CLAIM_IDS:
-            raise BookError(f"results file {path} records an unknown claim {claim.get('claim')!r} "
-                            f"(known: {', '.join(CLAIM_IDS)})")
-        if claim.get("verdict") not in VERDICTS:
-            raise BookError(f"results file {path}: claim {claim['claim']} has an invalid verdict "
-                            f"{claim.get('verdict')!r} (allowed: {', '.join(VERDICTS)})")
-        few = [t["key"] for t in claim.get("primary", []) if len(t["seeds"]) < MIN_SEEDS]
-        if few:
-            raise BookError(f"results file {path}: claim {claim['claim']} was judged on fewer than {MIN_SEEDS} "
-                            f"seeds ({', '.join(few)}): the book's rule needs {MIN_SEEDS}")
+        record = load_record(path, chapter)
+    except ResultsError as exc:
+        raise BookError(str(exc)) from None
 
     stale = _staleness(nb, record)
     if stale:
@@ -141,6 +113,6 @@ def load_results(root: Path = ROOT, strict: bool = False, results_dir: Path | No
     missing = [c for c in chapters if c.chapter is not None and c.record is None]
     if strict and missing:
         raise BookError("missing results file(s): " + ", ".join(
-            f"{results_dir / (c.chapter + '.json')} (chapter {c.notebook.name} is in the toc)" for c in missing)
+            f"{results_path(results_dir, c.chapter)} (chapter {c.notebook.name} is in the toc)" for c in missing)
             + ". Run `vqstudy reproduce` to execute the chapters.")
     return chapters
