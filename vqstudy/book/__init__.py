@@ -9,7 +9,8 @@ What this package owns, one module per concern:
 - :mod:`.paper` -- the paper's side of the claims;
 - :mod:`.results` -- :func:`load_results`: the results file of every chapter,
   checked against the notebook's stored run (see :func:`check_results`); a
-  missing or stale file is a :class:`BookError` naming the file and the fix;
+  missing, malformed (the file's own checks are :mod:`vqstudy.results`') or
+  stale file is a :class:`BookError` naming the file and the fix;
 - :mod:`.markdown` and :mod:`.pages` -- :func:`claims_page`,
   :func:`reproducibility_page`, :func:`verdict_summary`, :func:`landing_summary`:
   the pages built from the results files (never typed by hand);
