@@ -130,3 +130,8 @@ def test_the_provenance_record_round_trips_and_a_missing_one_is_named(tmp_path):
     record = ri.read_provenance(tmp_path)
     assert (record["started"], record["finished"], record["wall_time_s"]) == ("1970-01-01 00:00 UTC", "1970-01-01 01:00 UTC", 3600)
     assert record["runs_trained"] == 60 and record["workers"] == 2 and "cpu_model" in record
+
+
+def test_the_full_profile_estimate_counts_the_notebooks_own_runs_not_the_stored_full_run():
+    assert ri.work_ratio(ri.PLANS["quick"]) == pytest.approx(ri.PLANS["full"].steps / ri.PLANS["quick"].steps)
+    assert ri.work_ratio(ri.illustration_plan("quick", seeds=[0, 1])) == pytest.approx(1500 / 400 / 2)
