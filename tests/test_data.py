@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vqstudy import DataConfig, gaussian_mixture, load_cifar10, load_dataset, load_digits, load_mnist5k
-from vqstudy.data import train_test_split
+from vqstudy.data import held_out_split, train_test_split
 
 
 def test_gaussian_mixture_shape_labels_and_determinism():
@@ -83,3 +83,11 @@ def test_stratified_split_is_deterministic():
     assert torch.bincount(te.labels).min() >= 30
     with pytest.raises(ValueError, match="test_fraction"):
         train_test_split(ds, 1.5)
+
+
+def test_held_out_split_is_the_split_a_run_of_the_config_makes():
+    cfg = DataConfig(name="digits", test_fraction=0.25, seed=3)
+    train_part, test_part = held_out_split(cfg)
+    expected_train, expected_test = train_test_split(load_dataset(cfg), 0.25, seed=3)
+    assert torch.equal(train_part.x, expected_train.x) and torch.equal(test_part.labels, expected_test.labels)
+    assert len(test_part) == len(expected_test) > 0

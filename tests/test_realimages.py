@@ -10,7 +10,7 @@ import torch
 
 from vqstudy import realimages as ri
 from vqstudy.claims import DEFERRED_MNIST, SHRUNK_MNIST
-from vqstudy.data import Dataset
+from vqstudy.data import Dataset, held_out_split
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ri.Plan(codebook_sizes=(8,), seeds=(0, 1), steps=10, width=4, batch_size=16)
@@ -107,7 +107,7 @@ def test_a_tiny_plan_trains_in_workers_and_returns_results_with_reconstructions(
     pair = examples[(8, SHRUNK_MNIST, 0)]
     assert pair["originals"].shape == pair["reconstructions"].shape == (3, 1, 28, 28)
     assert 0.0 <= pair["reconstructions"].min() and pair["reconstructions"].max() <= 1.0
-    _, test_images = ri.held_out_split(results[0].config)
+    _, test_images = held_out_split(results[0].config.data)
     np.testing.assert_array_equal(pair["originals"], test_images.x[:3].numpy())
 
 

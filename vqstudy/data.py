@@ -152,3 +152,10 @@ def train_test_split(ds: Dataset, test_fraction: float = 0.2, seed: int = 0) -> 
     train_idx = torch.from_numpy(np.flatnonzero(~mask))
     test_idx = torch.from_numpy(np.flatnonzero(mask))
     return ds.subset(train_idx, "train"), ds.subset(test_idx, "test")
+
+
+def held_out_split(cfg: DataConfig) -> tuple[Dataset, Dataset]:
+    """(training part, held-out part) of the data set ``cfg`` names, split as every run of that config
+    splits it (``cfg.test_fraction``, ``cfg.seed``); for code that needs the split without a run
+    (chapter 6's held-out tokens, chapter 9's baselines and reconstructions)."""
+    return train_test_split(load_dataset(cfg), cfg.test_fraction, seed=cfg.seed)

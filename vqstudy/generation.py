@@ -321,10 +321,10 @@ def tokenizer_prior_samples(config_dict: dict[str, Any], n_samples: int, prior_s
     if run.status != "ok":
         raise RuntimeError(f"tokenizer training {run.status}: {run.reason}")
     model, device = run.model, config.train.device
-    from .data import load_dataset, train_test_split
+    from .data import held_out_split
 
     if config.data.test_fraction > 0:
-        _, test = train_test_split(load_dataset(config.data), config.data.test_fraction, seed=config.data.seed)
+        _, test = held_out_split(config.data)
     else:
         test = run.dataset
     train_tokens = tokenize(model, run.dataset.x.to(device)).cpu()

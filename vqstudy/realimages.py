@@ -35,7 +35,7 @@ import torch
 from . import numerics
 from .claims import DEFERRED_MNIST, SHRUNK_MNIST, paired_effect
 from .config import RunConfig, _check_float, _check_int, positive_int
-from .data import Dataset, load_dataset, train_test_split
+from .data import Dataset, held_out_split
 from .executors import ExecutorSpec, run_jobs
 from .io import read_json, write_atomic
 from .quantize import kmeans, nearest_code
@@ -155,12 +155,7 @@ def read_provenance(root: Path) -> dict[str, Any]:
 # --- the chapter's measurements ---------------------------------------------------------------------
 
 PATCH = 4   # pixels per token side: 28x28 images, 7x7 tokens
-
-
-def held_out_split(config: RunConfig) -> tuple[Dataset, Dataset]:
-    """(training images, held-out images): the split ``config`` trains and is evaluated on (the same for
-    every run of a plan)."""
-    return train_test_split(load_dataset(config.data), config.data.test_fraction, seed=config.data.seed)
+MEASURES = ("perplexity", "codes_used", "recon_error", "psnr")   # what the chapter reports of each run
 
 
 def psnr(mse: float, peak: float = 1.0) -> float:
@@ -229,10 +224,13 @@ def claim_values(frame: pd.DataFrame) -> dict[str, tuple[dict[int, float], dict[
     """The (treatment by seed, control by seed) of each primary test this chapter judges: C5 across K,
     C6 and C8 at :data:`JUDGED_SIZE`."""
     arm = lambda metric, k, schedule: by_seed(frame, metric, K=k, schedule=schedule)  # noqa: E731
-    ratio = {k: {s: arm("perplexity", k, SHRUNK_MNIST)[s] / v for s, v in arm("perplexity", k, DEFERRED_MNIST).items()}
-             for k in (frame["K"].min(), frame["K"].max())}
+
+    def shrinkage(k: int) -> dict[int, float]:   # shrunk / deferred perplexity, per seed
+        shrunk = arm("perplexity", k, SHRUNK_MNIST)
+        return {s: shrunk[s] / v for s, v in arm("perplexity", k, DEFERRED_MNIST).items()}
+
     k = JUDGED_SIZE
-    return {"C5-growth": (ratio[frame["K"].max()], ratio[frame["K"].min()]),
+    return {"C5-growth": (shrinkage(frame["K"].max()), shrinkage(frame["K"].min())),
             "C6-mse": (arm("recon_error", k, SHRUNK_MNIST), arm("recon_error", k, DEFERRED_MNIST)),
             "C6-perplexity": (arm("perplexity", k, SHRUNK_MNIST), arm("perplexity", k, DEFERRED_MNIST)),
             "C8-perplexity": (arm("perplexity", k, DEFERRED_MNIST), arm("perplexity", k, SHRUNK_MNIST)),
@@ -254,9 +252,6 @@ def summary(frame: pd.DataFrame) -> dict[str, Any]:
         out[f"K={k} | {schedule}"]["wall_time_s"] = list(median_interval(cell["wall_time"].to_numpy()))
     out["provenance"] = provenance(frame)
     return out
-
-
-MEASURES = ("perplexity", "codes_used", "recon_error", "psnr")
 
 
 def provenance(frame: pd.DataFrame) -> dict[str, Any]:
@@ -319,12 +314,11 @@ def chapter_text(frame: pd.DataFrame, verdicts: Mapping[str, Any], baselines: Ma
     shrunk_name, deferred_name, class_name, patch_shrunk, patch_deferred = list(baselines)
     prov = provenance(frame)
     beats = lambda a, b: "above" if r2[a] > r2[b] else "below"  # noqa: E731
-    own_ratio = {size: own.loc[(own["K"] == size) & (own["schedule"] == SHRUNK_MNIST), "perplexity"].median()
-                 / own.loc[(own["K"] == size) & (own["schedule"] == DEFERRED_MNIST), "perplexity"].median()
-                 for size in plan.codebook_sizes}
-    full_seed = {size: frame.loc[(frame["K"] == size) & (frame["schedule"] == SHRUNK_MNIST) & frame["seed"].isin(plan.seeds), "perplexity"].median()
-                 / frame.loc[(frame["K"] == size) & (frame["schedule"] == DEFERRED_MNIST) & frame["seed"].isin(plan.seeds), "perplexity"].median()
-                 for size in plan.codebook_sizes if size in sizes}
+    shrinkage = lambda runs, size: (_median(runs, "perplexity", size, SHRUNK_MNIST)  # noqa: E731
+                                    / _median(runs, "perplexity", size, DEFERRED_MNIST))
+    own_ratio = {size: shrinkage(own, size) for size in plan.codebook_sizes}
+    same_seeds = frame[frame["seed"].isin(plan.seeds)]
+    full_seed = {size: shrinkage(same_seeds, size) for size in plan.codebook_sizes if size in sizes}
     seeds_text = ", ".join(map(str, plan.seeds))
     return {
         "judged_K": f"{k:,}",
@@ -381,7 +375,7 @@ def train_with_examples(config_dict: dict[str, Any], n_examples: int) -> dict[st
     """Train one run and return its result with the first ``n_examples`` held-out images and their
     reconstructions (a worker's job: the trained model itself stays in the worker)."""
     config = RunConfig.from_dict(config_dict)
-    train_images, test_images = held_out_split(config)
+    train_images, test_images = held_out_split(config.data)
     run = train(config, train_images, progress=False, eval_dataset=test_images)
     x = test_images.x[:n_examples]
     with torch.no_grad():
