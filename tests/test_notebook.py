@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,8 +38,8 @@ def test_papermill_with_a_bad_profile_ends_with_the_reason(tmp_path: Path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell('profile = "quick"')
     params.metadata["tags"] = ["parameters"]
-    check = nbformat.v4.new_code_cell('from vqstudy import notebook as nbk\n'
-                                      'nbk.check_choice("profile", profile, nbk.PROFILES)')
+    check = nbformat.v4.new_code_cell('from vqstudy.chapters import real_images\n'
+                                      'real_images.Parameters.from_notebook(globals())')
     nb.cells = [params, check, nbformat.v4.new_code_cell('print("ran on")')]
     source, executed = tmp_path / "chapter.ipynb", tmp_path / "out.ipynb"
     nbformat.write(nb, source)
@@ -82,3 +84,35 @@ def test_full_profile_work_ratio_multiplies_the_factors_of_a_quick_run():
         full_profile_work_ratio("huge", 2)
     with pytest.raises(ParameterError, match="work factor 0"):
         full_profile_work_ratio("quick", 0)
+
+
+@dataclass(frozen=True)
+class _Example(nbk.Parameters):
+    seeds: list = nbk.param(list(range(10)), nbk.check_ints, min_len=10)
+    steps: int = nbk.param(100, nbk.check_int, low=10)
+    share: float = nbk.param(0.5, nbk.check_fraction)
+
+    def full_profile(self):
+        return {"seeds": list(range(10, 30)), "steps": 4 * self.steps}
+
+    def check_relations(self):
+        if self.share * self.steps < 1:
+            raise self.invalid("share", f"{self.share} of steps={self.steps} is no step at all")
+
+
+def test_a_parameter_model_validates_each_value_once_and_names_it():
+    params = _Example.from_notebook({"profile": "quick", "steps": 20, "unrelated": object()})
+    assert (params.steps, params.seeds, params.share) == (20, list(range(10)), 0.5)
+    assert params.to_dict() == {"profile": "quick", "seeds": list(range(10)), "steps": 20, "share": 0.5}
+    for namespace, message in [({"profile": "bogus"}, "parameter profile='bogus' is invalid: allowed values are 'quick', 'full'"),
+                               ({"steps": 5}, "parameter steps=5 is invalid: expected an integer >= 10"),
+                               ({"seeds": [0, 1]}, "parameter seeds=[0, 1] is invalid"),
+                               ({"share": 0.001}, "parameter share=0.001 is invalid: 0.001 of steps=100 is no step")]:
+        with pytest.raises(nbk.ParameterError, match=re.escape(message)):
+            _Example.from_notebook(namespace)
+
+
+def test_the_full_profile_replaces_its_presets_and_is_validated_again():
+    params = _Example.from_notebook({"profile": "full", "steps": 50})
+    assert (params.seeds, params.steps) == (list(range(10, 30)), 200)
+    assert _Example().seeds is not _Example().seeds   # list defaults are not shared between instances

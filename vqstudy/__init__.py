@@ -14,13 +14,17 @@ subpackage (``book.*``) are in the subpackage's layer and import each other free
    and the collapse measures
 2. ``train``, ``seedbatch``, ``interop``: training one run (ours, or vector-quantize-pytorch's), or several
    seeds of one run as one batched computation
-3. ``generation``, ``sweep``, ``report``, ``tables``, ``style``, ``plots``, ``claims``, ``results``, ``realimages``: many
-   runs, their presentation, the pre-registered claims they are judged by, a chapter's results file (its
-   fields, writing, reading, checking), and the real-image chapter's plan
-4. ``notebook``, ``book`` (the package ``book.common``, ``book.paper``, ``book.toc``, ``book.stored``,
-   ``book.results``, ``book.markdown``, ``book.pages``, ``book.performance``, ``book.sphinxext``, ``book.build``,
-   ``book.commands``), ``bibstyle``, ``publish``: what a chapter needs, the book built from the chapters, and
-   where it is published
+3. ``generation``, ``sweep``, ``report``, ``tables``, ``style``, ``plots``, ``claims``, ``results``: many
+   runs, their presentation, the pre-registered claims they are judged by, and a chapter's results file
+   (its fields, writing, reading, checking)
+4. ``notebook``, ``chapters`` (one module per chapter, ``chapters.synthetic_data``, ``chapters.tokens_collapse``,
+   ``chapters.embeddings_collapse``, ``chapters.fixes``, ``chapters.codebook_size``,
+   ``chapters.generation_diversity``, ``chapters.vector_quantize_pytorch``, ``chapters.which_fix``,
+   ``chapters.real_images``), ``book`` (the package ``book.common``, ``book.paper``, ``book.toc``,
+   ``book.stored``, ``book.results``, ``book.markdown``, ``book.pages``, ``book.performance``,
+   ``book.sphinxext``, ``book.build``, ``book.commands``), ``bibstyle``, ``publish``: what a chapter needs
+   (its parameter model, set-up and verdicts; its module holds everything its notebook runs, shows and
+   says), the book built from the chapters, and where it is published
 5. ``cli``: the command line; it registers every subcommand, and nothing imports it
 """
 import sys

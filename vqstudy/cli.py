@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import book, realimages, sweep
+from . import book, sweep
+from .chapters import real_images
 from .config import RunConfig, positive_int, seed_int
 from .io import read_json, write_atomic
 
@@ -144,7 +145,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable
     "config": (_config_args, _config),
     "diagnose": (_diagnose_args, _diagnose),
     "sweep": (sweep.add_arguments, sweep.command),
-    "realimages": (realimages.add_arguments, realimages.command),
+    "realimages": (real_images.add_arguments, real_images.command),
     "reproduce": (book._reproduce_args, book._reproduce),
     "book": (book._book_args, book._book),
 }

@@ -1,10 +1,13 @@
-"""What every chapter notebook shares: parameter checks, set-up, claim verdicts, results files.
+"""What every chapter notebook shares: its parameter model, set-up, claim verdicts, results files.
 
-A chapter validates its papermill parameters with the ``check_*`` functions
-(so a bad value stops the notebook at once, naming the parameter), calls
-:func:`setup`, and ends with a :class:`Claims` object that prints a verdict
-per claim, asserts that the verdicts are the ones the prose states, and
-writes ``results/<chapter>.json`` for the book's paper-vs-ours table.
+A chapter declares its papermill parameters once, as a :class:`Parameters`
+subclass in its module of :mod:`vqstudy.chapters` (defaults, the check of
+each, the full profile's presets), and its notebook validates them in one
+call (:meth:`Parameters.from_notebook`), so a bad value stops the notebook
+at once with a message naming the parameter and the allowed values. It then
+calls :func:`setup` and ends with a :class:`Claims` object that prints a
+verdict per claim and writes ``results/<chapter>.json`` for the book's
+paper-vs-ours table.
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ import math
 import numbers
 import os
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from . import claims as registry
 from .claims import VERDICTS
@@ -115,13 +119,78 @@ def check_positive(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_device(device: Any) -> str:
-    check_choice("device", device, ("cpu", "cuda"))
-    if device == "cuda":
+def check_fractions(name: str, values: Any, min_len: int = 1) -> list[float]:
+    """A list of distinct numbers strictly between 0 and 1 (warm-up shares)."""
+    return [check_fraction(name, v) for v in check_floats(name, values, min_len)]
+
+
+def check_device(name: str, value: Any) -> str:
+    """``"cpu"``, or ``"cuda"`` where a CUDA device is present."""
+    check_choice(name, value, ("cpu", "cuda"))
+    if value == "cuda":
         import torch
         if not torch.cuda.is_available():
-            raise ParameterError("parameter device='cuda' is invalid here: no CUDA device is available; use 'cpu'")
-    return device
+            raise ParameterError(f"parameter {name}='cuda' is invalid here: no CUDA device is available; use 'cpu'")
+    return value
+
+
+def check_optional(name: str, value: Any, check: Callable[..., Any], **options: Any) -> Any:
+    """``None`` (the profile's value), or a value ``check`` accepts."""
+    return None if value is None else check(name, value, **options)
+
+
+def param(default: Any, check: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """A field of a :class:`Parameters` model: its default and the ``check_*`` function (with options)
+    that validates and normalizes it, e.g. ``seeds: list[int] = param(list(range(10)), check_ints, min_len=10)``."""
+    metadata = {"check": (check, options)}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+P = TypeVar("P", bound="Parameters")
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """A chapter's papermill parameters, declared once and validated once.
+
+    Subclasses declare each parameter as a field with :func:`param` (default and check), override
+    :meth:`full_profile` with what the full profile changes, and :meth:`check_relations` with checks
+    between parameters. The notebook's ``parameters`` cell keeps the same names and defaults (papermill
+    injects into it), and ``Parameters.from_notebook(globals())`` turns them into one validated object:
+    an invalid value raises :class:`ParameterError` naming the parameter and what is allowed.
+    """
+    profile: str = param("quick", check_choice, allowed=PROFILES)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check, options = f.metadata.get("check", (None, {}))
+            if check is not None:
+                object.__setattr__(self, f.name, check(f.name, getattr(self, f.name), **options))
+        self.check_relations()
+
+    def full_profile(self) -> dict[str, Any]:
+        """The parameters the full profile replaces (more seeds, longer training, larger grids)."""
+        return {}
+
+    def check_relations(self) -> None:
+        """Checks between parameters (raise :class:`ParameterError`); none by default."""
+
+    def invalid(self, name: str, why: str) -> ParameterError:
+        """The error for parameter ``name``, whose current value is shown, with the reason."""
+        return ParameterError(f"parameter {name}={getattr(self, name)!r} is invalid: {why}")
+
+    @classmethod
+    def from_notebook(cls: type[P], namespace: Mapping[str, Any]) -> P:
+        """The parameters found in a notebook's namespace (after papermill's injected cell), validated,
+        with the full profile's presets applied when ``profile == "full"``."""
+        params = cls(**{f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
+        return replace(params, **params.full_profile()) if params.profile == "full" else params
+
+    def to_dict(self) -> dict[str, Any]:
+        """The values as the chapter's results file records them."""
+        return asdict(self)
 
 
 def full_profile_work_ratio(profile: str, *factors: float) -> float:
@@ -141,6 +210,8 @@ def setup(seed: int = 0, threads: int = 1) -> None:
 
     from . import style
 
+    # tqdm.auto warns inside Jupyter when ipywidgets is absent; the chapters' progress bars are off anyway
+    warnings.filterwarnings("ignore", message="IProgress not found")
     make_deterministic(seed, threads)
     style.apply()
     pd.set_option("display.precision", 3)

@@ -14,7 +14,7 @@ Two schedules with the same total optimizer steps:
 
 A :class:`Plan` fixes the codebook sizes, seeds and steps; :data:`PLANS` holds the two profiles. The full
 plan is run once (``vqstudy realimages``), unpinned, into :data:`FULL_STORE`; its records carry their
-config, code revision and environment, and ``tests/test_realimages.py`` fails when the stored records no
+config, code revision and environment, and ``tests/test_real_images.py`` fails when the stored records no
 longer match the configs this module builds. The quick plan is small enough for the notebook's own run
 under the reproducible numerics; it illustrates, the full plan is judged.
 """
@@ -32,17 +32,19 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 import torch
 
-from . import numerics
-from .claims import DEFERRED_MNIST, SHRUNK_MNIST, paired_effect
-from .config import RunConfig, _check_float, _check_int, positive_int
-from .data import Dataset, held_out_split
-from .executors import ExecutorSpec, run_jobs
-from .io import read_json, write_atomic
-from .quantize import kmeans, nearest_code
-from .repro import git_revision
-from .sweep import SweepSummary, load_runs, run_sweep
-from .tables import by_seed, fmt_effect, fmt_value, median_interval
-from .train import RunResult, train
+from .. import notebook as nbk
+from .. import numerics
+from ..claims import DEFERRED_MNIST, SHRUNK_MNIST, paired_effect
+from ..config import RunConfig, _check_float, _check_int, positive_int
+from ..data import Dataset, held_out_split
+from ..executors import ExecutorSpec, run_jobs
+from ..io import read_json, write_atomic
+from ..notebook import check_int, check_ints, param
+from ..quantize import kmeans, nearest_code
+from ..repro import git_revision
+from ..sweep import SweepSummary, load_runs, run_sweep
+from ..tables import by_seed, fmt_effect, fmt_value, median_interval
+from ..train import RunResult, train
 
 SCHEDULES = (SHRUNK_MNIST, DEFERRED_MNIST)
 FULL_STORE = Path("results") / "09_real_images_full"   # relative to the repository root
@@ -82,20 +84,22 @@ PLANS = {
 }
 
 
-def illustration_plan(profile: str, codebook_sizes: Iterable[int] | None = None, seeds: Iterable[int] | None = None,
-                      steps: int | None = None) -> Plan:
-    """The runs chapter 9 trains itself, to show reconstructions: the quick plan, or under the full profile
-    seed 0 of the judged K at the full plan's length; ``None`` keeps the profile's value."""
-    if profile not in PLANS:
-        raise ValueError(f"invalid profile={profile!r}: allowed values are {tuple(PLANS)}")
-    quick, full = PLANS["quick"], PLANS["full"]
-    default = quick if profile == "quick" else Plan(quick.codebook_sizes, quick.seeds, full.steps)
-    given = lambda value, fallback: fallback if value is None else value  # noqa: E731
-    try:
-        return Plan(tuple(given(codebook_sizes, default.codebook_sizes)), tuple(given(seeds, default.seeds)),
-                    given(steps, default.steps))
-    except TypeError as exc:
-        raise ValueError(f"invalid codebook_sizes or seeds: expected lists of integers ({exc})") from None
+@dataclass(frozen=True)
+class Parameters(nbk.Parameters):
+    """Chapter 9's parameters: the notebook's own runs (an illustration; the stored full run is judged)."""
+    codebook_sizes: list[int] = param(list(PLANS["quick"].codebook_sizes), check_ints, low=2)
+    seeds: list[int] = param(list(PLANS["quick"].seeds), check_ints, low=0)
+    steps: int = param(PLANS["quick"].steps, check_int, low=10)
+    n_examples: int = param(8, check_int)
+    workers: int = param(2, check_int)
+
+    def full_profile(self) -> dict[str, Any]:
+        return {"steps": PLANS["full"].steps}   # the illustration at the judged run's length
+
+    @property
+    def plan(self) -> Plan:
+        """The notebook's own runs."""
+        return Plan(tuple(self.codebook_sizes), tuple(self.seeds), self.steps)
 
 
 def tokenizer_config(plan: Plan, codebook_size: int, schedule: str, seed: int) -> RunConfig:
@@ -366,7 +370,7 @@ def work_ratio(plan: Plan) -> float:
     estimate), with the stored full run complete: its own runs are a separate job (``vqstudy realimages``),
     timed in its provenance record."""
     steps = lambda p: len(p.codebook_sizes) * len(SCHEDULES) * len(p.seeds) * p.steps  # noqa: E731
-    return steps(illustration_plan("full")) / steps(plan)
+    return steps(Parameters.from_notebook({"profile": "full"}).plan) / steps(plan)
 
 
 # --- the notebook's own runs: trained where the reconstructions can be shown ------------------------

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from vqstudy import realimages as ri
+from vqstudy.chapters import real_images as ri
 from vqstudy.claims import DEFERRED_MNIST, SHRUNK_MNIST
 from vqstudy.data import Dataset, held_out_split
 
@@ -134,4 +134,4 @@ def test_the_provenance_record_round_trips_and_a_missing_one_is_named(tmp_path):
 
 def test_the_full_profile_estimate_counts_the_notebooks_own_runs_not_the_stored_full_run():
     assert ri.work_ratio(ri.PLANS["quick"]) == pytest.approx(ri.PLANS["full"].steps / ri.PLANS["quick"].steps)
-    assert ri.work_ratio(ri.illustration_plan("quick", seeds=[0, 1])) == pytest.approx(1500 / 400 / 2)
+    assert ri.work_ratio(ri.Parameters(seeds=[0, 1]).plan) == pytest.approx(1500 / 400 / 2)
