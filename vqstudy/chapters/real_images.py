@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from .. import notebook as nbk
-from .. import numerics
+from .. import numerics, plots, style
 from ..claims import DEFERRED_MNIST, SHRUNK_MNIST, paired_effect
 from ..config import RunConfig, _check_float, _check_int, positive_int
 from ..data import Dataset, held_out_split
@@ -43,7 +43,7 @@ from ..notebook import check_int, check_ints, param
 from ..quantize import kmeans, nearest_code
 from ..repro import git_revision
 from ..sweep import SweepSummary, load_runs, run_sweep
-from ..tables import by_seed, fmt_effect, fmt_value, median_interval
+from ..tables import by_seed, fmt_effect, fmt_value, median_interval, median_strings, median_table
 from ..train import RunResult, train
 
 SCHEDULES = (SHRUNK_MNIST, DEFERRED_MNIST)
@@ -241,6 +241,85 @@ def claim_values(frame: pd.DataFrame) -> dict[str, tuple[dict[int, float], dict[
             "C8-mse": (arm("recon_error", k, DEFERRED_MNIST), arm("recon_error", k, SHRUNK_MNIST))}
 
 
+def reconstruction_strips(own: pd.DataFrame, examples: Mapping[tuple[int, str, int], dict[str, Any]],
+                          plan: Plan) -> dict[str, torch.Tensor]:
+    """The reconstruction figure's rows: held-out digits, then each schedule's reconstructions of them
+    (first K and seed of ``plan``), labelled with its codes used and MSE."""
+    k, seed = plan.codebook_sizes[0], plan.seeds[0]
+    strips = {"held-out digits": examples[(k, SHRUNK_MNIST, seed)]["originals"]}
+    for schedule, name in ((SHRUNK_MNIST, "shrunk"), (DEFERRED_MNIST, "deferred")):
+        row = own[(own["K"] == k) & (own["schedule"] == schedule) & (own["seed"] == seed)].iloc[0]
+        label = f"{name}: {row['codes_used']:.0f} codes used, MSE {row['recon_error']:.4f}"
+        strips[label] = examples[(k, schedule, seed)]["reconstructions"]
+    return strips
+
+
+def reconstruction_figure(strips: Mapping[str, torch.Tensor]) -> Any:
+    """One row of images per entry of :func:`reconstruction_strips`."""
+    fig, axes = style.figure(len(strips), 1, panel_height=0.75, squeeze=False)
+    plots.image_strips(axes[:, 0], strips)
+    return fig
+
+
+OWN_COLUMNS = {"perplexity": "perplexity", "codes_used": "codes used", "recon_error": "recon. MSE", "psnr": "PSNR (dB)"}
+FULL_COLUMNS = {"perplexity": "Perplexity", "codes_used": "Codes used", "recon_error": "Recon. MSE", "psnr": "PSNR (dB)"}
+
+
+def own_table(own: pd.DataFrame) -> pd.DataFrame:
+    """The notebook's own runs, one row per (K, schedule, seed)."""
+    return own.set_index(["K", "schedule", "seed"])[list(OWN_COLUMNS)].rename(columns=OWN_COLUMNS)
+
+
+def full_table(full: pd.DataFrame) -> pd.DataFrame:
+    """The full run: median [95% interval] of each measure per (K, schedule)."""
+    table = median_table(full, list(MEASURES), by=["K", "schedule"])
+    return median_strings(table.drop(columns="runs", level=0)).rename(columns=FULL_COLUMNS)
+
+
+def size_figure(full: pd.DataFrame) -> Any:
+    """Perplexity (against the line perplexity = K) and held-out MSE against K, per schedule."""
+    fig, axes = style.figure(1, 2, panel_height=2.5)
+    for ax, metric, label in ((axes[0], "perplexity", "perplexity (log)"), (axes[1], "recon_error", "held-out MSE")):
+        plots.metric_lines(ax, full, "K", metric, hue="schedule", hue_order=list(SCHEDULES), logx=True,
+                           xlabel="codebook size K", ylabel=label)
+    sizes = sorted(full["K"].unique())
+    axes[0].plot(sizes, sizes, ls="--", c=style.REFERENCE, lw=1)
+    axes[0].set_yscale("log")
+    for ax in axes:
+        ax.get_legend().remove()
+    handles, names = axes[0].get_legend_handles_labels()
+    ref, ref_name = style.reference_handle("perplexity = K")
+    style.shared_legend(fig, handles + [ref], names + [ref_name])
+    return fig
+
+
+def held_out_images() -> tuple[Dataset, Dataset]:
+    """(training part, held-out part) of MNIST-5k as every run of the chapter splits it."""
+    return held_out_split(next(iter(plan_configs(PLANS["full"]).values())).data)
+
+
+def baselines(full: pd.DataFrame, train_images: Dataset, test_images: Dataset) -> dict[str, float]:
+    """Held-out MSE at :data:`JUDGED_SIZE`: the two tokenizers (medians over the seeds) beside the trivial
+    reconstructors, the class-mean image and k-means on raw patches with as many codes as each uses."""
+    at_k = full[full["K"] == JUDGED_SIZE]
+    n_codes = {s: int(round(at_k.loc[at_k["schedule"] == s, "codes_used"].median())) for s in SCHEDULES}
+    median_mse = lambda s: float(at_k.loc[at_k["schedule"] == s, "recon_error"].median())  # noqa: E731
+    return {
+        f"shrunk tokenizer ({n_codes[SHRUNK_MNIST]} codes used)": median_mse(SHRUNK_MNIST),
+        f"deferred tokenizer ({n_codes[DEFERRED_MNIST]} codes used)": median_mse(DEFERRED_MNIST),
+        "class-mean image": class_mean_mse(train_images, test_images),
+        **{f"k-means on {PATCH}×{PATCH} patches, {n_codes[s]} codes": patch_kmeans_mse(train_images, test_images, n_codes[s])
+           for s in SCHEDULES},
+    }
+
+
+def judge(claims: Any, full: pd.DataFrame, baselines: Mapping[str, float]) -> dict[str, Any]:
+    """Judge C5, C6 and C8 on the full run with ``claims`` (a :class:`vqstudy.notebook.Claims`)."""
+    values = claim_values(full)
+    return {c: claims.judge(c, {key: v for key, v in values.items() if key.startswith(c)}, evidence)
+            for c, evidence in claim_evidence(full, baselines).items()}
+
+
 def baseline_table(mse: Mapping[str, float], images: torch.Tensor) -> pd.DataFrame:
     """MSE, PSNR and R^2 of each named reconstructor's held-out MSE (``images``: the held-out images)."""
     return pd.DataFrame({"MSE": list(mse.values()), "PSNR (dB)": [psnr(m) for m in mse.values()],
@@ -363,6 +442,17 @@ def chapter_text(frame: pd.DataFrame, verdicts: Mapping[str, Any], baselines: Ma
                + f" for the same seed(s) in the full run ({PLANS['full'].steps:,} steps)" if full_seed else "")
             + ". It illustrates; it is not judged.",
     }
+
+
+def results_numbers(params: Parameters, full: pd.DataFrame, own: pd.DataFrame, baseline_table: pd.DataFrame,
+                    root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(numbers, timings) of the chapter's results file: the full run's summary and provenance, the notebook's
+    own runs, the baselines; the own runs' wall time as a timing."""
+    numbers = {"full_profile_work_ratio": nbk.full_profile_work_ratio(params.profile, work_ratio(params.plan)),
+               "full_run": {**summary(full), "run": read_provenance(root)},
+               "own_run": own[["K", "schedule", "seed", *MEASURES]].to_dict(orient="records"),
+               "baselines": baseline_table.to_dict(orient="index")}
+    return numbers, {"own_run_wall_s": round(float(own["wall_time"].sum()), 1)}
 
 
 def work_ratio(plan: Plan) -> float:
