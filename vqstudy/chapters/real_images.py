@@ -117,6 +117,36 @@ def tokenizer_config(plan: Plan, codebook_size: int, schedule: str, seed: int) -
     return config
 
 
+# Secondary arms at JUDGED_SIZE, on the full plan's seeds and steps: the other collapse-prone start (a
+# small-scale random codebook, C1's) and the best codebook-side remedy of chapter 8 that keeps training
+# joint (EMA codebook + dead-code restart, from the same k-means start as the shrunk baseline). Reported
+# beside the two schedules with paired intervals; they judge no claim.
+SMALL_INIT = "normal(1e-3), joint"
+EMA_RESTART = "EMA + restart, k-means start"
+REMEDIES = {
+    SMALL_INIT: {"quantizer": {"init": "normal", "init_scale": 1e-3}},
+    EMA_RESTART: {"quantizer": {"update": "ema", "ema_decay": 0.99, "restart_threshold": 1.0, "restart_every": 100}},
+}
+ARMS = (*SCHEDULES, *REMEDIES)
+
+
+def remedy_configs(plan: Plan) -> dict[tuple[int, str, int], RunConfig]:
+    """The secondary arms' runs by (K, arm, seed): the shrunk baseline's config with the arm's changes; seed by
+    seed, so that a run cut short has every arm on its first seeds."""
+    return {(JUDGED_SIZE, arm, seed): tokenizer_config(plan, JUDGED_SIZE, SHRUNK_MNIST, seed).replace(**changes)
+            for seed in plan.seeds for arm, changes in REMEDIES.items()}
+
+
+def arm_of(config: RunConfig) -> str:
+    """Which of :data:`ARMS` a run of this chapter is."""
+    q = config.quantizer
+    if q.update == "ema":
+        return EMA_RESTART
+    if q.init == "normal":
+        return SMALL_INIT
+    return DEFERRED_MNIST if config.train.schedule == "deferred" else SHRUNK_MNIST
+
+
 def plan_configs(plan: Plan) -> dict[tuple[int, str, int], RunConfig]:
     """Every run of ``plan`` by (K, schedule, seed), in the order a sweep runs them: the judged K first (a full
     run cut short can still judge C6 and C8), both schedules of it, then the other sizes in increasing order."""
@@ -124,36 +154,51 @@ def plan_configs(plan: Plan) -> dict[tuple[int, str, int], RunConfig]:
     return {(k, s, seed): tokenizer_config(plan, k, s, seed) for k in sizes for s in SCHEDULES for seed in plan.seeds}
 
 
-def run_full(root: Path, workers: int | None = None, progress: bool | None = None) -> SweepSummary:
-    """Train every run of the full plan not yet in ``root / FULL_STORE`` (resumable: stored runs are kept),
-    and record when, where and how long in its :data:`PROVENANCE` file when anything was trained."""
-    started = time.time()
-    summary = run_sweep(plan_configs(PLANS["full"]).values(), Path(root) / FULL_STORE, workers=workers,
-                        progress=progress)
-    if summary.done or summary.failed:
-        write_provenance(root, started, time.time(), summary.done, workers)
-    return summary
+PARTS = ("tokenizers", "remedies")   # the full run's two parts: the two schedules at every K; the secondary arms
 
 
-PROVENANCE = "provenance.json"   # beside the records of FULL_STORE
+def part_configs(part: str) -> list[RunConfig]:
+    """The runs of one part of the full run."""
+    if part not in PARTS:
+        raise ValueError(f"invalid part={part!r}: allowed values are {PARTS}")
+    plan = PLANS["full"]
+    return list((plan_configs(plan) if part == "tokenizers" else remedy_configs(plan)).values())
 
 
-def write_provenance(root: Path, started: float, finished: float, runs: int, workers: int | None) -> Path:
-    """When (UTC), where and from which code revision the last session of the full run trained ``runs`` runs."""
+def run_full(root: Path, workers: int | None = None, progress: bool | None = None) -> dict[str, SweepSummary]:
+    """Train every run of the full run not yet in ``root / FULL_STORE`` (resumable: stored runs are kept), part
+    by part, and record when, where and how long in the part's provenance file when it trained anything."""
+    summaries = {}
+    for part in PARTS:
+        started = time.time()
+        summary = run_sweep(part_configs(part), Path(root) / FULL_STORE, workers=workers, progress=progress)
+        if summary.done or summary.failed:
+            write_provenance(root, started, time.time(), summary.done, workers, part)
+        summaries[part] = summary
+    return summaries
+
+
+PROVENANCE = {"tokenizers": "provenance.json", "remedies": "provenance_remedies.json"}   # beside the records
+
+
+def write_provenance(root: Path, started: float, finished: float, runs: int, workers: int | None,
+                     part: str = "tokenizers") -> Path:
+    """When (UTC), where and from which code revision the last session of a part of the full run trained
+    ``runs`` runs."""
     stamp = lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")  # noqa: E731
     status = numerics.status()
     record = {"started": stamp(started), "finished": stamp(finished), "wall_time_s": round(finished - started),
               "runs_trained": runs, "workers": workers, "cpu_model": status["cpu_model"], "cores": status["cores"],
               "reproducible_numerics": status["reproducible_numerics"], "git_revision": git_revision(),
               "device": "cpu"}
-    path = Path(root) / FULL_STORE / PROVENANCE
+    path = Path(root) / FULL_STORE / PROVENANCE[part]
     write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
     return path
 
 
-def read_provenance(root: Path) -> dict[str, Any]:
-    """The full run's :data:`PROVENANCE` record (fails, naming the file, when it is missing)."""
-    return read_json(Path(root) / FULL_STORE / PROVENANCE)
+def read_provenance(root: Path, part: str = "tokenizers") -> dict[str, Any]:
+    """A part's :data:`PROVENANCE` record (fails, naming the file, when it is missing)."""
+    return read_json(Path(root) / FULL_STORE / PROVENANCE[part])
 
 
 # --- the chapter's measurements ---------------------------------------------------------------------
@@ -206,7 +251,7 @@ def run_frame(runs: Iterable[RunResult]) -> pd.DataFrame:
     for run in runs:
         c, final = run.config, run.final
         k = c.quantizer.codebook_size
-        rows.append({"K": k, "schedule": DEFERRED_MNIST if c.train.schedule == "deferred" else SHRUNK_MNIST,
+        rows.append({"K": k, "schedule": arm_of(c),
                      "seed": c.train.seed, "status": run.status, "perplexity": final.get("perplexity", math.nan),
                      "codes_used": round(final.get("utilization", math.nan) * k) if run.status == "ok" else math.nan,
                      "recon_error": final.get("recon_error", math.nan), "wall_time": run.wall_time,
@@ -504,5 +549,4 @@ def command(args: argparse.Namespace) -> int:
     root = Path(args.root)
     if not (root / "notebooks").is_dir():
         raise ValueError(f"--root {root}: not the study's repository root (it has no notebooks/ folder)")
-    summary = run_full(root, workers=args.workers)
-    return 1 if summary.failed else 0
+    return 1 if any(summary.failed for summary in run_full(root, workers=args.workers).values()) else 0
