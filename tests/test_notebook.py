@@ -116,3 +116,5 @@ def test_the_full_profile_replaces_its_presets_and_is_validated_again():
     params = _Example.from_notebook({"profile": "full", "steps": 50})
     assert (params.seeds, params.steps) == (list(range(10, 30)), 200)
     assert _Example().seeds is not _Example().seeds   # list defaults are not shared between instances
+    # the relations are checked once, on the full profile's values: share 0.005 of 50 steps is no step, of 200 one
+    assert _Example.from_notebook({"profile": "full", "steps": 50, "share": 0.005}).steps == 200

@@ -135,3 +135,32 @@ def test_the_provenance_record_round_trips_and_a_missing_one_is_named(tmp_path):
 def test_the_full_profile_estimate_counts_the_notebooks_own_runs_not_the_stored_full_run():
     assert ri.work_ratio(ri.PLANS["quick"]) == pytest.approx(ri.PLANS["full"].steps / ri.PLANS["quick"].steps)
     assert ri.work_ratio(ri.Parameters(seeds=[0, 1]).plan) == pytest.approx(1500 / 400 / 2)
+
+
+def test_the_secondary_arms_differ_from_the_shrunk_baseline_only_in_their_quantizer_and_are_labelled():
+    configs = ri.remedy_configs(ri.PLANS["full"])
+    assert len(configs) == 2 * len(ri.PLANS["full"].seeds)
+    for (k, arm, seed), config in configs.items():
+        base = ri.tokenizer_config(ri.PLANS["full"], k, SHRUNK_MNIST, seed)
+        assert config.replace(quantizer=base.quantizer.to_dict()) == base
+        assert ri.arm_of(config) == arm and k == ri.JUDGED_SIZE
+    assert ri.arm_of(base) == SHRUNK_MNIST
+    assert ri.arm_of(ri.tokenizer_config(ri.PLANS["full"], 256, DEFERRED_MNIST, 0)) == DEFERRED_MNIST
+    with pytest.raises(ValueError, match="part='bogus'"):
+        ri.part_configs("bogus")
+
+
+def test_the_arms_table_and_text_compare_each_arm_with_deferred_seed_by_seed():
+    rows = []
+    for seed in range(10):
+        for arm, ppl, mse in ((DEFERRED_MNIST, 400.0, 0.010), (SHRUNK_MNIST, 100.0, 0.012),
+                              (ri.SMALL_INIT, 20.0, 0.03), (ri.EMA_RESTART, 400.0 * (1 + 0.01 * (seed % 3 - 1)), 0.010)):
+            rows.append({"K": ri.JUDGED_SIZE, "schedule": arm, "seed": seed, "perplexity": ppl * (1 + seed / 100),
+                         "codes_used": ppl, "recon_error": mse, "psnr": ri.psnr(mse)})
+    arms = pd.DataFrame(rows)
+    table = ri.arms_table(arms)
+    assert list(table.index) == list(ri.ARMS)
+    assert table.loc[ri.SMALL_INIT, "Perplexity / deferred"].startswith("0.05 [")
+    text = ri.arms_text(arms, {"started": "a", "finished": "b", "git_revision": "0123456789abc"})["arms_text"]
+    assert "uses fewer (0.05 [" in text and "with more (3 [" in text          # small init: far fewer codes, more error
+    assert "uses about as many (" in text and "with about as much (1 [" in text  # EMA + restart: no clear difference

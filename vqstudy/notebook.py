@@ -16,7 +16,7 @@ import numbers
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
@@ -185,8 +185,22 @@ class Parameters:
     def from_notebook(cls: type[P], namespace: Mapping[str, Any]) -> P:
         """The parameters found in a notebook's namespace (after papermill's injected cell), validated,
         with the full profile's presets applied when ``profile == "full"``."""
-        params = cls(**{f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
-        return replace(params, **params.full_profile()) if params.profile == "full" else params
+        values = {f.name: namespace[f.name] for f in fields(cls) if f.name in namespace}
+        if check_choice("profile", values.get("profile", "quick"), PROFILES) == "full":
+            values.update(cls._draft(values).full_profile())   # the presets first, then one validation
+        return cls(**values)
+
+    @classmethod
+    def _draft(cls: type[P], values: Mapping[str, Any]) -> P:
+        """The defaults updated by ``values``, each field checked but not the relations between them: what
+        :meth:`full_profile` computes its presets from."""
+        draft = object.__new__(cls)
+        for f in fields(cls):
+            value = values[f.name] if f.name in values else (
+                f.default_factory() if f.default_factory is not MISSING else f.default)  # type: ignore[misc]
+            check, options = f.metadata.get("check", (None, {}))
+            object.__setattr__(draft, f.name, value if check is None else check(f.name, value, **options))
+        return draft
 
     def to_dict(self) -> dict[str, Any]:
         """The values as the chapter's results file records them."""

@@ -269,6 +269,53 @@ def load_full(root: Path) -> pd.DataFrame:
     return run_frame(load_runs(plan_configs(PLANS["full"]).values(), Path(root) / FULL_STORE))
 
 
+def load_remedies(root: Path) -> pd.DataFrame:
+    """The stored secondary arms (:data:`REMEDIES`) as :func:`run_frame` rows; fails, naming the missing runs,
+    unless every one is stored."""
+    return run_frame(load_runs(part_configs("remedies"), Path(root) / FULL_STORE))
+
+
+def arms_frame(full: pd.DataFrame, remedies: pd.DataFrame) -> pd.DataFrame:
+    """Every arm at :data:`JUDGED_SIZE`: the two schedules of the full run and the secondary arms."""
+    return pd.concat([full[full["K"] == JUDGED_SIZE], remedies], ignore_index=True)
+
+
+def arms_table(arms: pd.DataFrame) -> pd.DataFrame:
+    """Per arm: median [95% interval] of each measure, and its perplexity and MSE over deferred
+    quantization's, paired by seed (geometric mean [95% interval])."""
+    table = full_table(arms).droplevel("K")
+    table = table.loc[[a for a in ARMS if a in table.index]]
+    for metric, name in (("perplexity", "Perplexity / deferred"), ("recon_error", "MSE / deferred")):
+        table[name] = [fmt_effect(_pair_ratio(arms, metric, JUDGED_SIZE, arm, DEFERRED_MNIST))
+                       if arm != DEFERRED_MNIST else "(reference)" for arm in table.index]
+    return table
+
+
+def _compared(effect: tuple[float, float, float], fewer: str, more: str, same: str) -> str:
+    """A paired ratio to deferred in words: which side of 1 its interval lies on, and the ratio."""
+    word = fewer if effect[2] < 1 else more if effect[1] > 1 else same
+    return f"{word} ({fmt_effect(effect)} times deferred's)"
+
+
+def arms_text(arms: pd.DataFrame, run_record: Mapping[str, Any]) -> dict[str, str]:
+    """The prose about the secondary arms, from the stored runs (glued)."""
+    ratio = lambda arm, metric: _pair_ratio(arms, metric, JUDGED_SIZE, arm, DEFERRED_MNIST)  # noqa: E731
+    codes = lambda arm, metric: _compared(ratio(arm, metric), "fewer", "more", "about as many")  # noqa: E731
+    error = lambda arm: _compared(ratio(arm, "recon_error"), "less", "more", "about as much")  # noqa: E731
+    ema = REMEDIES[EMA_RESTART]["quantizer"]
+    n_seeds = arms.loc[arms["schedule"] == EMA_RESTART, "seed"].nunique()
+    return {
+        "arms_settings": f"EMA decay {ema['ema_decay']:g}; every {ema['restart_every']} steps, codes used fewer than "
+                         f"{ema['restart_threshold']:g} time(s) since the last check move onto random embeddings of the batch",
+        "arms_provenance": f"{n_seeds} seeds per arm, {PLANS['full'].steps:,} steps; trained from {run_record['started']} to "
+                           f"{run_record['finished']} from code revision {str(run_record['git_revision'])[:10]}.",
+        "arms_text": f"At K = {JUDGED_SIZE:,}, the small-scale random init trained jointly uses "
+                     f"{codes(SMALL_INIT, 'perplexity')} effective codes, with {error(SMALL_INIT)} reconstruction error. "
+                     f"EMA + dead-code restart from the shrunk baseline's start uses {codes(EMA_RESTART, 'perplexity')} "
+                     f"effective codes, with {error(EMA_RESTART)} reconstruction error.",
+    }
+
+
 def claim_values(frame: pd.DataFrame) -> dict[str, tuple[dict[int, float], dict[int, float]]]:
     """The (treatment by seed, control by seed) of each primary test this chapter judges: C5 across K,
     C6 and C8 at :data:`JUDGED_SIZE`."""
@@ -489,14 +536,15 @@ def chapter_text(frame: pd.DataFrame, verdicts: Mapping[str, Any], baselines: Ma
     }
 
 
-def results_numbers(params: Parameters, full: pd.DataFrame, own: pd.DataFrame, baseline_table: pd.DataFrame,
-                    root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(numbers, timings) of the chapter's results file: the full run's summary and provenance, the notebook's
-    own runs, the baselines; the own runs' wall time as a timing."""
+def results_numbers(params: Parameters, full: pd.DataFrame, remedies: pd.DataFrame, own: pd.DataFrame,
+                    baseline_table: pd.DataFrame, root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(numbers, timings) of the chapter's results file: the full run's two parts (summary and provenance), the
+    notebook's own runs, the baselines; the own runs' wall time as a timing."""
     numbers = {"full_profile_work_ratio": nbk.full_profile_work_ratio(params.profile, work_ratio(params.plan)),
                "full_run": {**summary(full), "run": read_provenance(root)},
                "own_run": own[["K", "schedule", "seed", *MEASURES]].to_dict(orient="records"),
-               "baselines": baseline_table.to_dict(orient="index")}
+               "baselines": baseline_table.to_dict(orient="index"),
+               "remedies": {**summary(remedies), "run": read_provenance(root, "remedies")}}
     return numbers, {"own_run_wall_s": round(float(own["wall_time"].sum()), 1)}
 
 
