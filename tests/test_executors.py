@@ -81,3 +81,10 @@ def test_bad_scheduler_environment_and_workers_fail_clearly(monkeypatch):
         list(ex.run_jobs(square, [("a", ("/nonexistent", "a", 1))]))
     with pytest.raises(ValueError, match="invalid workers=0"):
         ex.check_workers(0, None)
+
+
+def test_map_jobs_returns_the_results_in_the_order_of_the_arguments_and_raises_a_jobs_error():
+    assert ex.map_jobs(pow, [(2, 3), (3, 2), (2, 1)], executor="inline") == [8, 9, 2]
+    assert ex.map_jobs(pow, [], executor="inline") == []
+    with pytest.raises(ZeroDivisionError):
+        ex.map_jobs(divmod, [(1, 1), (1, 0)], executor="inline")

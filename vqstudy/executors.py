@@ -119,6 +119,15 @@ def run_jobs(fn: Callable[..., Any], jobs: Iterable[Job], executor: ExecutorSpec
     yield from _run_on_pools(fn, jobs, kwargs, workers, retries, restarts)
 
 
+def map_jobs(fn: Callable[..., Any], args: Iterable[tuple], executor: ExecutorSpec = None, workers: int = 1,
+             kwargs: Mapping[str, Any] | None = None) -> list[Any]:
+    """``[fn(*a, **kwargs) for a in args]``, run where :func:`run_jobs` runs jobs, the results in the order of
+    ``args`` (whichever ends first): for a caller that needs every result before it goes on. A job's own
+    exception is raised once every job has ended."""
+    done = dict(run_jobs(fn, enumerate(args), executor, workers, kwargs))
+    return [done[i].result() for i in range(len(done))]
+
+
 def _run_here(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> cf.Future:
     future: cf.Future = cf.Future()
     try:
