@@ -305,6 +305,7 @@ def arms_text(arms: pd.DataFrame, run_record: Mapping[str, Any]) -> dict[str, st
     ema = REMEDIES[EMA_RESTART]["quantizer"]
     n_seeds = arms.loc[arms["schedule"] == EMA_RESTART, "seed"].nunique()
     return {
+        "arms_init": f"codes drawn from a normal distribution of standard deviation {REMEDIES[SMALL_INIT]['quantizer']['init_scale']:g}",
         "arms_settings": f"EMA decay {ema['ema_decay']:g}; every {ema['restart_every']} steps, codes used fewer than "
                          f"{ema['restart_threshold']:g} time(s) since the last check move onto random embeddings of the batch",
         "arms_provenance": f"{n_seeds} seeds per arm, {PLANS['full'].steps:,} steps; trained from {run_record['started']} to "
