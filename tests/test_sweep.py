@@ -306,12 +306,17 @@ def test_a_run_claimed_elsewhere_is_waited_for_and_taken_once_stale(tmp_path):
     assert sorted(p.suffix for p in store.iterdir()) == [".json", ".json"]  # no claim left behind
 
 
+def _six_sizes_grid(tmp_path, steps: int):
+    """A grid of six runs with distinct codebook sizes, not seeds: seeds of one configuration train as one
+    batch and are stored together."""
+    return write_grid(tmp_path / "grid.yaml", "base:\n  data: {n_per_cluster: 100}\n"
+                      f"  train: {{steps: {steps}, eval_every: {steps // 2}, batch_size: 64}}\n"
+                      "axes:\n  quantizer.codebook_size: [16, 17, 18, 19, 20, 21]\n")
+
+
 def test_two_concurrent_sweeps_share_the_runs(tmp_path):
     runs = 6
-    grid = write_grid(tmp_path / "grid.yaml", "base:\n  data: {n_per_cluster: 100}\n"
-                      "  train: {steps: 300, eval_every: 150, batch_size: 64}\n"
-                      f"axes:\n  quantizer.codebook_size: {list(range(16, 16 + runs))}\n")
-    # distinct codebook sizes, not seeds: seeds of one configuration train as one batch and are stored together
+    grid = _six_sizes_grid(tmp_path, steps=300)
     out = tmp_path / "out"
     first, second = _sweep_process(grid, out), _sweep_process(grid, out)
     done = []
@@ -368,10 +373,7 @@ def _wait_for_records(out: Path, proc: subprocess.Popen, timeout: float = 60.0) 
 
 def test_sigkill_mid_sweep_then_resume_gives_each_run_once_and_identical(tmp_path):
     runs = 6
-    grid = write_grid(tmp_path / "grid.yaml", "base:\n  data: {n_per_cluster: 100}\n"
-                      "  train: {steps: 1200, eval_every: 600, batch_size: 64}\n"
-                      f"axes:\n  quantizer.codebook_size: {list(range(16, 16 + runs))}\n")
-    # distinct codebook sizes, not seeds: seeds of one configuration train as one batch and are stored together
+    grid = _six_sizes_grid(tmp_path, steps=1200)
     out = tmp_path / "out"
     proc = _sweep_process(grid, out)
     try:
