@@ -89,3 +89,34 @@ def test_the_deep_phrase_follows_the_joint_over_deferred_ratio():
     assert "joint training" in ec.deep_phrase(7.0)
     assert "alike" in ec.deep_phrase(1.0)
     assert "worse" in ec.deep_phrase(0.5)
+
+
+def test_the_digits_grid_is_the_mixtures_grid_on_the_digits():
+    params = ec.Parameters()
+    base = ec.base_config(params)
+    digits, plan = ec.digits_plan(params, base), ec.run_plan(params, base)
+    mixture = plan[plan.part == "grid"].reset_index(drop=True)
+    assert set(digits.part) == {ec.DIGITS_PART} and len(digits) == len(mixture)
+    for a, b in zip(digits.config, mixture.config):
+        assert a.data.name == "digits" and a.replace(data=b.data.to_dict()) == b
+
+
+def _digits_frame(mse_by_depth: dict[int, float]) -> pd.DataFrame:
+    rows = [{"part": ec.DIGITS_PART, "training": t, "capacity": "linear", "embed_effective_dim": 5.0,
+             "recon_error": 0.05} for t in ("autoencoder", "joint", "deferred")]
+    for t in ("autoencoder", "joint", "deferred"):
+        for d in (1, 2, 4):
+            for w in (4, 16, 128):
+                rows.append({"part": ec.DIGITS_PART, "training": t, "capacity": f"depth {d}, width {w}",
+                             "embed_effective_dim": 8.0, "recon_error": mse_by_depth[d] if w == 128 else 0.05})
+    return pd.DataFrame(rows)
+
+
+def test_the_digits_text_says_whether_depth_lowers_the_autoencoders_error_by_a_tenth():
+    params = ec.Parameters()
+    helps = ec.digits_text(_digits_frame({1: 0.020, 2: 0.015, 4: 0.019}), params)
+    assert helps["c4_digits_depth_word"] == "depth helps here: depth 2 reconstructs with 0.75 times the error of depth 1"
+    assert "0.02 at depth 1, 0.015 at depth 2, 0.019 at depth 4 (linear: 0.05)" in helps["c4_digits_depth"]
+    flat = ec.digits_text(_digits_frame({1: 0.020, 2: 0.019, 4: 0.021}), params)
+    assert flat["c4_digits_depth_word"].startswith("depth does not help here")
+    assert set(flat) >= {"c4_digits_autoencoder", "c4_digits_joint", "c4_digits_deferred"}

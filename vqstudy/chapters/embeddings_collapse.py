@@ -186,9 +186,9 @@ def primary_table(df: pd.DataFrame) -> pd.DataFrame:
     return summary_table(primary, by="arm", metrics=EMBED + TOKENS).loc[list(dict.fromkeys(primary.arm))]
 
 
-def grid_figure(df: pd.DataFrame) -> plt.Figure:
+def grid_figure(df: pd.DataFrame, part: str = "grid") -> plt.Figure:
     """Effective dimension and reconstruction MSE over depth x width, one panel per training, shared scales."""
-    nonlinear = df[(df.part == "grid") & (df.depth > 0)]
+    nonlinear = df[(df.part == part) & (df.depth > 0)]
     fig, axes = style.figure(2, 3, panel_height=2.3)
     for row, (metric, title, fmt, cmap) in enumerate([("embed_effective_dim", "effective dim.", ".1f", "viridis"),
                                                        ("recon_error", "recon. MSE", ".2f", "viridis_r")]):
@@ -200,12 +200,46 @@ def grid_figure(df: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def training_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per encoder of the grid, effective dimension and reconstruction MSE under each training side by side."""
+def training_table(df: pd.DataFrame, part: str = "grid") -> pd.DataFrame:
+    """Per encoder of the grid (``part``), effective dimension and reconstruction MSE under each training side
+    by side."""
     metrics = ("embed_effective_dim", "recon_error")
-    table = df[df.part == "grid"].pivot_table(index=["depth", "width", "capacity"], columns="training",
+    table = df[df.part == part].pivot_table(index=["depth", "width", "capacity"], columns="training",
                                               values=list(metrics))
     return table.droplevel(["depth", "width"])[[(m, t) for m in metrics for t in TRAININGS]]
+
+
+DIGITS_PART = "digits grid"
+
+
+def digits_plan(params: Parameters, base: RunConfig) -> pd.DataFrame:
+    """The capacity grid again on scikit-learn's 8x8 digits: 64-D real images on a curved manifold where,
+    unlike on the linear-Gaussian mixture, a deeper encoder has something to gain (same code dimension, K,
+    steps, trainings and seeds as the mixture's grid)."""
+    plan = run_plan(params, base.replace(data={"name": "digits"}))
+    return plan[plan.part == "grid"].assign(part=DIGITS_PART).reset_index(drop=True)
+
+
+def digits_text(digits: pd.DataFrame, params: Parameters) -> dict[str, str]:
+    """The digits grid in words (glued): each training's grid, and whether depth lowers the plain
+    autoencoder's error at width 128 (by a tenth or more against depth 1: one seed, a secondary map)."""
+    means = {t: g.groupby("capacity")[["embed_effective_dim", "recon_error"]].mean()
+             for t, g in digits[digits.part == DIGITS_PART].groupby("training")}
+    ae = means["autoencoder"]["recon_error"]
+    depths = [d for d in params.depths if d > 0]
+    by_depth = {d: ae[f"depth {d}, width {WIDE}"] for d in depths}
+    best = min(by_depth, key=by_depth.get)
+    helps = by_depth[best] < 0.9 * by_depth[depths[0]]
+    return {
+        **{f"c4_digits_{t}": _grid_text(g, params) for t, g in means.items()},
+        "c4_digits_depth": (f"at width {WIDE}, the plain autoencoder's reconstruction MSE is "
+                            + ", ".join(f"{by_depth[d]:.3g} at depth {d}" for d in depths)
+                            + f" (linear: {ae['linear']:.3g})"),
+        "c4_digits_depth_word": (f"depth helps here: depth {best} reconstructs with "
+                                 f"{by_depth[best] / by_depth[depths[0]]:.2f} times the error of depth {depths[0]}"
+                                 if helps else f"depth does not help here: no depth beyond {depths[0]} lowers the "
+                                 "error by a tenth"),
+    }
 
 
 def spectrum_figure(df: pd.DataFrame, plan: pd.DataFrame, runs: Mapping[RunConfig, RunResult],
@@ -412,11 +446,14 @@ def claim_numbers(m: Means) -> dict[str, dict[str, Any]]:
                    "recon_by_warmup": {str(k): v for k, v in m.warmup_mse.items()}}}
 
 
-def results_numbers(m: Means, params: Parameters, base: RunConfig) -> dict[str, Any]:
+def results_numbers(m: Means, params: Parameters, base: RunConfig, digits: pd.DataFrame) -> dict[str, Any]:
     """The numbers the results file records beside the verdicts: the full profile's work ratio (20 seeds,
-    4x the steps), the joint capacity grid, the shared config."""
+    4x the steps), the joint capacity grid, the digits grid per training, the shared config."""
+    grid = digits[digits.part == DIGITS_PART]
+    digits_grid = {f"{t} | {capacity}": row for (t, capacity), row in grid.groupby(["training", "capacity"])[
+        ["embed_effective_dim", "recon_error"]].mean().to_dict(orient="index").items()}
     return {"full_profile_work_ratio": nbk.full_profile_work_ratio(params.profile, 20 / len(params.seeds), 4),
-            "grid": m.grid["joint"].to_dict(orient="index"), "config": base.to_dict()}
+            "grid": m.grid["joint"].to_dict(orient="index"), "digits_grid": digits_grid, "config": base.to_dict()}
 
 
 def _grid_text(g: pd.DataFrame, params: Parameters) -> str:
