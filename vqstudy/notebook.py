@@ -124,6 +124,16 @@ def check_fractions(name: str, values: Any, min_len: int = 1) -> list[float]:
     return [check_fraction(name, v) for v in check_floats(name, values, min_len)]
 
 
+def check_sorted_ints(name: str, values: Any, **options: Any) -> list[int]:
+    """:func:`check_ints`, sorted: for grids that tables and figures run over in order."""
+    return sorted(check_ints(name, values, **options))
+
+
+def check_sorted_fractions(name: str, values: Any, **options: Any) -> list[float]:
+    """:func:`check_fractions`, sorted (a sweep of warm-up lengths)."""
+    return sorted(check_fractions(name, values, **options))
+
+
 def check_device(name: str, value: Any) -> str:
     """``"cpu"``, or ``"cuda"`` where a CUDA device is present."""
     check_choice(name, value, ("cpu", "cuda"))

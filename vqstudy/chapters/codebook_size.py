@@ -27,11 +27,12 @@ from .. import plots, style
 from ..claims import paired_effect, side_of
 from ..config import RunConfig
 from ..data import Dataset, load_dataset, train_test_split
-from ..notebook import check_choice, check_device, check_fraction, check_int, check_ints, param
+from ..notebook import check_int, check_ints, param
 from ..tables import by_seed, fmt_effect, fmt_value, results_frame, summary_table
 from ..train import RunResult, train
+from .common import IMAGE_DATASETS, ImageTokenizerParameters, tokenizer_config
 
-DATASETS = ("digits", "mnist5k", "cifar10")
+DATASETS = IMAGE_DATASETS
 JOINT = "joint (k-means on untrained encoder)"   # the paper's baseline: the shrunk arm of every ratio
 DEFERRED = "deferred"
 SCHEDULES = (JOINT, DEFERRED)
@@ -53,29 +54,15 @@ def check_log2_sizes(name: str, values: Any) -> list[int]:
 
 
 @dataclass(frozen=True)
-class Parameters(nbk.Parameters):
+class Parameters(ImageTokenizerParameters):
     """Chapter 5's parameters: the K sweep, its model and budget (an illustration: a few seeds suffice)."""
     seeds: list[int] = param([0, 1, 2], check_ints, low=0, min_len=1)
     steps: int = param(400, check_int, low=10)
     log2_sizes: list[int] = param([3, 5, 7, 9], check_log2_sizes)
-    dataset: str = param("digits", check_choice, allowed=DATASETS)
-    data_root: str | None = param(None)
-    test_fraction: float = param(0.2, check_fraction)
-    width: int = param(32, check_int)
-    depth: int = param(0, check_int, low=0)
-    latent_dim: int = param(8, check_int)
-    downsample: int = param(1, check_int)
-    batch_size: int = param(128, check_int)
-    device: str = param("cpu", check_device)
-    workers: int = param(2, check_int)
 
     def full_profile(self) -> dict[str, Any]:
         """Five seeds, four times the steps, K from 2^4 to 2^12 (still no verdict here)."""
         return {"seeds": list(range(5)), "steps": 4 * self.steps, "log2_sizes": list(range(4, 13))}
-
-    def check_relations(self) -> None:
-        if self.dataset == "cifar10" and not (isinstance(self.data_root, str) and self.data_root):
-            raise self.invalid("data_root", "dataset='cifar10' needs the folder 'cifar-10-batches-py'")
 
     @property
     def sizes(self) -> list[int]:
@@ -92,13 +79,7 @@ def work_ratio(params: Parameters) -> float:
 
 def base_config(params: Parameters) -> RunConfig:
     """The one configuration every run shares; the sweep changes only K, the schedule and the seed."""
-    return RunConfig().replace(
-        data={"name": params.dataset, "root": params.data_root, "test_fraction": params.test_fraction},
-        model={"kind": "conv", "depth": params.depth, "width": params.width, "latent_dim": params.latent_dim,
-               "downsample": params.downsample},
-        train={"steps": params.steps, "eval_every": params.steps, "batch_size": params.batch_size,
-               "device": params.device},
-    )
+    return tokenizer_config(params, params.steps)
 
 
 def schedule_changes(steps: int) -> dict[str, dict[str, Any]]:

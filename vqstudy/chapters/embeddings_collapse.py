@@ -29,7 +29,7 @@ from .. import notebook as nbk
 from .. import plots, style
 from ..config import TRAININGS, RunConfig, schedule_change
 from ..data import gaussian_mixture
-from ..notebook import check_device, check_fractions, check_int, check_ints, check_positive, param
+from ..notebook import check_device, check_int, check_ints, check_positive, check_sorted_fractions, check_sorted_ints, param
 from ..results import Verdict
 from ..sweep import sweep
 from ..tables import by_seed, evaluation, plan_frame, saturation_point, summary_table, trajectory_frame, value_range
@@ -48,16 +48,6 @@ FIX_ARMS = {"baseline": ("joint", NARROW, False), "restart": ("joint", NARROW, T
             "deferred": ("deferred", NARROW, False), "deferred + restart": ("deferred", NARROW, True),
             f"wide encoder (width {WIDE}), deferred": ("deferred", WIDE, False)}
 FIX_ORDER = list(FIX_ARMS)
-
-
-def check_sorted_ints(name: str, values: Any, **options: Any) -> list[int]:
-    """Distinct integers (:func:`~vqstudy.notebook.check_ints`) in increasing order: the grid's axes read in order."""
-    return sorted(check_ints(name, values, **options))
-
-
-def check_sorted_fractions(name: str, values: Any, **options: Any) -> list[float]:
-    """Distinct shares strictly between 0 and 1, in increasing order (the warm-up sweep's lengths)."""
-    return sorted(check_fractions(name, values, **options))
 
 
 @dataclass(frozen=True)

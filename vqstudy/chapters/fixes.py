@@ -34,6 +34,7 @@ from ..notebook import (check_device, check_fraction, check_fractions, check_int
 from ..results import Verdict
 from ..sweep import sweep
 from ..tables import by_seed, fmt_effect, results_frame, show_table, summary_table
+from .common import mixture_config
 
 # The conditions by short key (the keys of the glued prose), in the order of the table and the figure;
 # "defer", "keep" and "larger" are named from the parameters (see :func:`labels`).
@@ -117,12 +118,7 @@ def labels(p: Parameters) -> dict[str, str]:
 
 def base_config(p: Parameters) -> RunConfig:
     """Chapter 2's set-up: the mixture, an MLP of 2 hidden layers of 128 units, code dimension = data dimension."""
-    return RunConfig().replace(
-        data={"dim": p.data_dim},
-        model={"latent_dim": p.data_dim, "depth": 2, "width": 128},
-        quantizer={"codebook_size": p.codebook_size},
-        train={"steps": p.steps, "eval_every": p.steps, "device": p.device},
-    )
+    return mixture_config(p.data_dim, p.codebook_size, p.steps, p.device)
 
 
 def kmeans_start(p: Parameters) -> RunConfig:

@@ -26,12 +26,13 @@ from .. import notebook as nbk
 from .. import plots, style
 from ..config import RunConfig, schedule_change
 from ..data import Dataset, load_dataset, train_test_split
-from ..notebook import check_choice, check_device, check_fraction, check_int, check_ints, param
+from ..notebook import check_int, check_ints, param
 from ..results import Verdict
 from ..tables import by_seed, fmt_value, interval, show_table, summary_table
+from .common import IMAGE_DATASETS, ImageTokenizerParameters, tokenizer_config
 
 CHAPTER = "06_generation_diversity"
-DATASETS = ("digits", "mnist5k", "cifar10")
+DATASETS = IMAGE_DATASETS
 SHRUNK = "shrunk (joint, k-means on untrained encoder)"
 HEALTHY = "healthy (deferred)"
 TOKENIZERS = (SHRUNK, HEALTHY)
@@ -51,19 +52,11 @@ N_SHOWN = 12   # images per row of the sample grid
 
 
 @dataclass(frozen=True)
-class Parameters(nbk.Parameters):
+class Parameters(ImageTokenizerParameters):
     """Chapter 6's parameters: the tokenizers, the priors fitted to their tokens, the judging classifier."""
     seeds: list[int] = param(list(range(10)), check_ints, low=0, min_len=1)
     steps: int = param(400, check_int, low=10)
     codebook_size: int = param(512, check_int, low=2)
-    dataset: str = param("digits", check_choice, allowed=DATASETS)
-    data_root: str | None = param(None)
-    test_fraction: float = param(0.2, check_fraction)
-    width: int = param(32, check_int)
-    depth: int = param(0, check_int, low=0)
-    latent_dim: int = param(8, check_int)
-    downsample: int = param(1, check_int)
-    batch_size: int = param(128, check_int)
     prior_steps: int = param(300, check_int)
     prior_batch: int = param(64, check_int)
     prior_width: int = param(32, check_int)
@@ -71,8 +64,6 @@ class Parameters(nbk.Parameters):
     prior_heads: int = param(4, check_int)
     classifier_steps: int = param(300, check_int)
     n_samples: int = param(400, check_int, low=10)
-    device: str = param("cpu", check_device)
-    workers: int = param(2, check_int)
 
     def full_profile(self) -> dict[str, Any]:
         """Twenty seeds disjoint from the quick profile's, four times the training, five times the samples."""
@@ -80,22 +71,14 @@ class Parameters(nbk.Parameters):
                 "classifier_steps": 4 * self.classifier_steps, "n_samples": 5 * self.n_samples}
 
     def check_relations(self) -> None:
-        if self.dataset == "cifar10" and not (isinstance(self.data_root, str) and self.data_root):
-            raise self.invalid("data_root", "dataset='cifar10' needs the folder 'cifar-10-batches-py'")
+        super().check_relations()
         if self.prior_width % self.prior_heads:
             raise self.invalid("prior_heads", f"must divide prior_width={self.prior_width}")
 
 
 def base_config(params: Parameters) -> RunConfig:
     """The tokenizer run both schedules share (chapter 5's conv VQ-VAE at one codebook size)."""
-    return RunConfig().replace(
-        data={"name": params.dataset, "root": params.data_root, "test_fraction": params.test_fraction},
-        model={"kind": "conv", "depth": params.depth, "width": params.width, "latent_dim": params.latent_dim,
-               "downsample": params.downsample},
-        quantizer={"codebook_size": params.codebook_size},
-        train={"steps": params.steps, "eval_every": params.steps, "batch_size": params.batch_size,
-               "device": params.device},
-    )
+    return tokenizer_config(params, params.steps, codebook_size=params.codebook_size)
 
 
 # --- the judge: a classifier trained once on the real training images --------------------------------

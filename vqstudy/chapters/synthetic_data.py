@@ -27,7 +27,7 @@ from ..config import RunConfig
 from ..data import Dataset, gaussian_mixture
 from ..diagnostics import class_geometry, covariance_eigenvalues
 from ..executors import map_jobs
-from ..notebook import check_device, check_int, check_ints, param
+from ..notebook import check_device, check_int, check_ints, check_sorted_ints, param
 from ..results import Verdict
 from ..seedbatch import train_seeds
 from ..tables import by_seed, contrast, show_table, summary_table
@@ -38,11 +38,6 @@ METRICS = ["variance ratio", "effective dim", "participation ratio", "Fisher rat
 PLOTTED = ["variance ratio", "participation ratio", "Fisher ratio", "modes found"]   # the metrics figure's panels
 FULL_SEEDS = list(range(10, 30))        # the full profile's seeds: 20 others than the quick profile's
 FULL_DIMS = [2, 4, 8, 16, 32, 64]
-
-
-def check_sorted_ints(name: str, values: Any, **options: Any) -> list[int]:
-    """:func:`vqstudy.notebook.check_ints`, sorted: the tables and figures run over the dimensions in order."""
-    return sorted(check_ints(name, values, **options))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from ..results import Verdict
 from ..sweep import sweep
 from ..tables import by_seed, results_frame, summary_table
 from ..train import RunResult, train
+from .common import mixture_config
 
 NORMAL = "normal(1e-3), joint"
 UNIFORM = "uniform(1/K), joint"
@@ -84,12 +85,7 @@ def work_ratio(params: Parameters) -> float:
 
 def base_config(params: Parameters) -> RunConfig:
     """The one configuration every condition changes: only its codebook init or its schedule differ."""
-    return RunConfig().replace(
-        data={"dim": params.data_dim},
-        model={"latent_dim": params.data_dim, "depth": 2, "width": 128},
-        quantizer={"codebook_size": params.codebook_size},
-        train={"steps": params.steps, "eval_every": params.steps, "device": params.device},
-    )
+    return mixture_config(params.data_dim, params.codebook_size, params.steps, params.device)
 
 
 def deferred(steps: int) -> dict[str, Any]:
