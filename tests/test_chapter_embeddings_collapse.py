@@ -117,6 +117,7 @@ def test_the_digits_text_says_whether_depth_lowers_the_autoencoders_error_by_a_t
     helps = ec.digits_text(_digits_frame({1: 0.020, 2: 0.015, 4: 0.019}), params)
     assert helps["c4_digits_depth_word"] == "depth helps here: depth 2 reconstructs with 0.75 times the error of depth 1"
     assert "0.02 at depth 1, 0.015 at depth 2, 0.019 at depth 4 (linear: 0.05)" in helps["c4_digits_depth"]
+    assert helps["c4_digits_nonlinear"].endswith("with 0.40 times the linear encoder's error")
     flat = ec.digits_text(_digits_frame({1: 0.020, 2: 0.019, 4: 0.021}), params)
     assert flat["c4_digits_depth_word"].startswith("depth does not help here")
     assert set(flat) >= {"c4_digits_autoencoder", "c4_digits_joint", "c4_digits_deferred"}

@@ -225,6 +225,8 @@ def digits_text(digits: pd.DataFrame, params: Parameters) -> dict[str, str]:
         "c4_digits_depth": (f"at width {WIDE}, the plain autoencoder's reconstruction MSE is "
                             + ", ".join(f"{by_depth[d]:.3g} at depth {d}" for d in depths)
                             + f" (linear: {ae['linear']:.3g})"),
+        "c4_digits_nonlinear": (f"the nonlinear encoder of depth {depths[0]} reconstructs with "
+                                f"{by_depth[depths[0]] / ae['linear']:.2f} times the linear encoder's error"),
         "c4_digits_depth_word": (f"depth helps here: depth {best} reconstructs with "
                                  f"{by_depth[best] / by_depth[depths[0]]:.2f} times the error of depth {depths[0]}"
                                  if helps else f"depth does not help here: no depth beyond {depths[0]} lowers the "
