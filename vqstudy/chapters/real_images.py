@@ -537,15 +537,17 @@ def chapter_text(frame: pd.DataFrame, verdicts: Mapping[str, Any], baselines: Ma
     }
 
 
-def results_numbers(params: Parameters, full: pd.DataFrame, remedies: pd.DataFrame, own: pd.DataFrame,
-                    baseline_table: pd.DataFrame, root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(numbers, timings) of the chapter's results file: the full run's two parts (summary and provenance), the
-    notebook's own runs, the baselines; the own runs' wall time as a timing."""
+def results_numbers(params: Parameters, full: pd.DataFrame, own: pd.DataFrame, baseline_table: pd.DataFrame,
+                    root: Path, remedies: pd.DataFrame | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(numbers, timings) of the chapter's results file: the full run's tokenizers and, once all are stored, its
+    secondary arms (summary and provenance), the notebook's own runs, the baselines; the own runs' wall time as a
+    timing."""
     numbers = {"full_profile_work_ratio": nbk.full_profile_work_ratio(params.profile, work_ratio(params.plan)),
                "full_run": {**summary(full), "run": read_provenance(root)},
                "own_run": own[["K", "schedule", "seed", *MEASURES]].to_dict(orient="records"),
-               "baselines": baseline_table.to_dict(orient="index"),
-               "remedies": {**summary(remedies), "run": read_provenance(root, "remedies")}}
+               "baselines": baseline_table.to_dict(orient="index")}
+    if remedies is not None:
+        numbers["remedies"] = {**summary(remedies), "run": read_provenance(root, "remedies")}
     return numbers, {"own_run_wall_s": round(float(own["wall_time"].sum()), 1)}
 
 
