@@ -174,11 +174,15 @@ class Parameters:
     profile: str = param("quick", check_choice, allowed=PROFILES)
 
     def __post_init__(self) -> None:
+        self._check_fields()
+        self.check_relations()
+
+    def _check_fields(self) -> None:
+        """Each field through its check, which may also normalize it (a sorted list, a float)."""
         for f in fields(self):
             check, options = f.metadata.get("check", (None, {}))
             if check is not None:
                 object.__setattr__(self, f.name, check(f.name, getattr(self, f.name), **options))
-        self.check_relations()
 
     def full_profile(self) -> dict[str, Any]:
         """The parameters the full profile replaces (more seeds, longer training, larger grids)."""
@@ -206,10 +210,9 @@ class Parameters:
         :meth:`full_profile` computes its presets from."""
         draft = object.__new__(cls)
         for f in fields(cls):
-            value = values[f.name] if f.name in values else (
-                f.default_factory() if f.default_factory is not MISSING else f.default)  # type: ignore[misc]
-            check, options = f.metadata.get("check", (None, {}))
-            object.__setattr__(draft, f.name, value if check is None else check(f.name, value, **options))
+            object.__setattr__(draft, f.name, values[f.name] if f.name in values else (
+                f.default_factory() if f.default_factory is not MISSING else f.default))  # type: ignore[misc]
+        draft._check_fields()
         return draft
 
     def to_dict(self) -> dict[str, Any]:
