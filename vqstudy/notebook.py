@@ -220,6 +220,15 @@ class Parameters:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RunParameters(Parameters):
+    """The parameters of a chapter that trains: its seeds (a chapter may redeclare the default), the device
+    and the worker processes (chapters 1-9)."""
+    seeds: list[int] = param(list(range(10)), check_ints, low=0, min_len=1)
+    device: str = param("cpu", check_device)
+    workers: int = param(2, check_int)
+
+
 def full_profile_work_ratio(profile: str, *factors: float) -> float:
     """How many times the quick profile's training work the full profile does: the product of the factors
     by which it multiplies the seeds, steps and grid cells (every chapter). The reproducibility page

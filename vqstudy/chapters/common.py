@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import notebook as nbk
 from ..config import RunConfig
-from ..notebook import check_choice, check_device, check_fraction, check_int, param
+from ..notebook import check_choice, check_fraction, check_int, param
 
 def mixture_config(data_dim: int, codebook_size: int, steps: int, device: str) -> RunConfig:
     """The mixture with an MLP of two hidden layers of 128 units, code dimension = data dimension, evaluated
@@ -25,7 +25,7 @@ IMAGE_DATASETS = ("digits", "mnist5k", "cifar10")
 
 
 @dataclass(frozen=True)
-class ImageTokenizerParameters(nbk.Parameters):
+class ImageTokenizerParameters(nbk.RunParameters):
     """The data set and the conv VQ-VAE of an image chapter; a chapter adds its seeds, steps and the rest."""
     dataset: str = param("digits", check_choice, allowed=IMAGE_DATASETS)
     data_root: str | None = param(None)
@@ -35,8 +35,6 @@ class ImageTokenizerParameters(nbk.Parameters):
     latent_dim: int = param(8, check_int)
     downsample: int = param(1, check_int)
     batch_size: int = param(128, check_int)
-    device: str = param("cpu", check_device)
-    workers: int = param(2, check_int)
 
     def check_relations(self) -> None:
         if self.dataset == "cifar10" and not (isinstance(self.data_root, str) and self.data_root):

@@ -29,7 +29,7 @@ from .. import notebook as nbk
 from .. import plots, style
 from ..config import TRAININGS, RunConfig, schedule_change
 from ..data import gaussian_mixture
-from ..notebook import check_device, check_int, check_ints, check_positive, check_sorted_fractions, check_sorted_ints, param
+from ..notebook import check_int, check_positive, check_sorted_fractions, check_sorted_ints, param
 from ..results import Verdict
 from ..sweep import sweep
 from ..tables import by_seed, evaluation, plan_frame, saturation_point, summary_table, trajectory_frame, value_range
@@ -51,9 +51,8 @@ FIX_ORDER = list(FIX_ARMS)
 
 
 @dataclass(frozen=True)
-class Parameters(nbk.Parameters):
+class Parameters(nbk.RunParameters):
     """Chapter 3's parameters; the full profile trains 20 other seeds, 4x longer, on a finer grid and sweep."""
-    seeds: list[int] = param(list(range(10)), check_ints, low=0, min_len=1)
     steps: int = param(1000, check_int, low=10)
     data_dim: int = param(32, check_int, low=2)
     latent_dim: int = param(16, check_int, low=1)
@@ -66,8 +65,6 @@ class Parameters(nbk.Parameters):
     warmup_fractions: list[float] = param([0.1, 0.25, 0.5, 0.75, 0.9], check_sorted_fractions, min_len=2)
     sweep_seeds: int = param(2, check_int)
     eval_every: int = param(100, check_int)
-    device: str = param("cpu", check_device)
-    workers: int = param(2, check_int)
 
     def full_profile(self) -> dict[str, Any]:
         return {"seeds": list(range(10, 30)), "steps": 4 * self.steps, "eval_every": 4 * self.eval_every,

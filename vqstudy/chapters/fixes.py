@@ -29,8 +29,7 @@ from .. import plots, style
 from ..claims import MIN_SEEDS, paired_effect
 from ..config import RunConfig, schedule_change
 from ..data import gaussian_mixture
-from ..notebook import (check_device, check_fraction, check_fractions, check_int, check_ints, check_positive,
-                        param)
+from ..notebook import check_fraction, check_fractions, check_int, check_ints, check_positive, param
 from ..results import Verdict
 from ..sweep import sweep
 from ..tables import by_seed, fmt_effect, results_frame, show_table, summary_table
@@ -58,7 +57,7 @@ N_CLUSTERS = 10   # of the mixture: log 10 is the ideal mode entropy
 
 
 @dataclass(frozen=True)
-class Parameters(nbk.Parameters):
+class Parameters(nbk.RunParameters):
     """Chapter 4's parameters: the seeds, the shared budget and K, the warm-ups, the larger model and the
     settings of the common baselines."""
     seeds: list[int] = param(list(range(10)), check_ints, low=0, min_len=MIN_SEEDS)
@@ -73,8 +72,6 @@ class Parameters(nbk.Parameters):
     restart_threshold: float = param(1.0, check_positive)
     restart_every: int = param(100, check_int)
     ema_decay: float = param(0.99, check_fraction)
-    device: str = param("cpu", check_device)
-    workers: int = param(2, check_int)
 
     def full_profile(self) -> dict[str, Any]:
         """Seeds disjoint from the quick profile's, longer training, a finer warm-up sweep, a larger model."""

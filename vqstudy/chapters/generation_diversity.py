@@ -26,7 +26,7 @@ from .. import notebook as nbk
 from .. import plots, style
 from ..config import RunConfig, schedule_change
 from ..data import Dataset, load_dataset, train_test_split
-from ..notebook import check_int, check_ints, param
+from ..notebook import check_int, param
 from ..results import Verdict
 from ..tables import by_seed, fmt_value, interval, show_table, summary_table
 from .common import IMAGE_DATASETS, ImageTokenizerParameters, tokenizer_config
@@ -54,7 +54,6 @@ N_SHOWN = 12   # images per row of the sample grid
 @dataclass(frozen=True)
 class Parameters(ImageTokenizerParameters):
     """Chapter 6's parameters: the tokenizers, the priors fitted to their tokens, the judging classifier."""
-    seeds: list[int] = param(list(range(10)), check_ints, low=0, min_len=1)
     steps: int = param(400, check_int, low=10)
     codebook_size: int = param(512, check_int, low=2)
     prior_steps: int = param(300, check_int)

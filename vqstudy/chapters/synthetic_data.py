@@ -27,7 +27,7 @@ from ..config import RunConfig
 from ..data import Dataset, gaussian_mixture
 from ..diagnostics import class_geometry, covariance_eigenvalues
 from ..executors import map_jobs
-from ..notebook import check_device, check_int, check_ints, check_sorted_ints, param
+from ..notebook import check_int, check_sorted_ints, param
 from ..results import Verdict
 from ..seedbatch import train_seeds
 from ..tables import by_seed, contrast, show_table, summary_table
@@ -41,9 +41,8 @@ FULL_DIMS = [2, 4, 8, 16, 32, 64]
 
 
 @dataclass(frozen=True)
-class Parameters(nbk.Parameters):
+class Parameters(nbk.RunParameters):
     """Chapter 1's parameters: the seeds, dimensions and encoder whose outputs are measured."""
-    seeds: list[int] = param(list(range(10)), check_ints, low=0, min_len=1)
     primary_dim: int = param(8, check_int, low=2)
     dims: list[int] = param([2, 8, 32], check_sorted_ints, low=2, min_len=1)
     secondary_seeds: int = param(2, check_int, low=1)
@@ -51,8 +50,6 @@ class Parameters(nbk.Parameters):
     depth: int = param(2, check_int, low=0)
     width: int = param(128, check_int, low=1)
     plot_points: int = param(1000, check_int, low=100)
-    device: str = param("cpu", check_device)
-    workers: int = param(2, check_int)
 
     def full_profile(self) -> dict[str, Any]:
         """20 other seeds, 4x the warm-up (chapter 2's full profile), more dimensions, denser pictures."""

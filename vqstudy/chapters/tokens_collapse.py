@@ -26,7 +26,7 @@ from ..analysis import cluster_mean_r2, kmeans_r2
 from ..claims import DEFERRED_SYNTH, SHRUNK_SYNTH
 from ..config import RunConfig
 from ..data import Dataset
-from ..notebook import check_device, check_floats, check_int, check_ints, param
+from ..notebook import check_floats, check_int, check_ints, param
 from ..results import Verdict
 from ..sweep import sweep
 from ..tables import by_seed, results_frame, summary_table
@@ -54,9 +54,8 @@ CLUSTER_MEAN = "cluster-mean reconstructor"
 
 
 @dataclass(frozen=True)
-class Parameters(nbk.Parameters):
+class Parameters(nbk.RunParameters):
     """Chapter 2's parameters: the primary comparison's seeds, budget and size, the map's grid, the C2 seeds."""
-    seeds: list[int] = param(list(range(10)), check_ints, low=0, min_len=1)
     steps: int = param(1500, check_int, low=10)
     codebook_size: int = param(64, check_int, low=2)
     data_dim: int = param(8, check_int, low=4)
@@ -64,8 +63,6 @@ class Parameters(nbk.Parameters):
     map_codebook_sizes: list[int] = param([10, 160], check_ints, low=2)
     map_seeds: list[int] = param([0], check_ints, low=0)
     c2_seeds: list[int] = param([0, 1, 2], check_ints, low=0)
-    device: str = param("cpu", check_device)
-    workers: int = param(2, check_int)
 
     def full_profile(self) -> dict[str, Any]:
         """The same models: a disjoint set of seeds, four times the steps, a finer map."""

@@ -28,7 +28,7 @@ from .. import plots, style
 from ..config import RunConfig
 from ..data import gaussian_mixture
 from ..interop import save_tokenizer, train_many_with_vector_quantize, train_with_vector_quantize
-from ..notebook import check_device, check_int, check_ints, param
+from ..notebook import check_int, check_ints, param
 from ..results import Verdict
 from ..tables import by_seed, show_table, summary_table
 
@@ -50,16 +50,13 @@ TRANSCRIPT = "book/_generated/diagnose-vector-quantize.txt"
 
 
 @dataclass(frozen=True)
-class Parameters(nbk.Parameters):
+class Parameters(nbk.RunParameters):
     """Chapter 7's parameters; the full profile trains a disjoint set of seeds four times longer."""
-    seeds: list[int] = param(list(range(10)), check_ints, low=0, min_len=1)
     secondary_seeds: list[int] = param([0, 1], check_ints, low=0, min_len=1)
     steps: int = param(1500, check_int, low=10)
     codebook_size: int = param(64, check_int, low=2)
     data_dim: int = param(8, check_int, low=2)
     eval_every: int = param(250, check_int)
-    device: str = param("cpu", check_device)
-    workers: int = param(2, check_int)
 
     def full_profile(self) -> dict[str, Any]:
         return {"seeds": list(range(10, 30)), "secondary_seeds": list(range(10, 15)), "steps": 4 * self.steps}

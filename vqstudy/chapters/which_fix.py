@@ -25,8 +25,7 @@ from .. import plots, style
 from ..config import RunConfig, merge_changes
 from ..data import load_dataset
 from ..diagnostics import EXPLAINED_VARIANCE
-from ..notebook import ParameterError, check_choice, check_device, check_fraction, check_int, check_ints, \
-    check_positive, param
+from ..notebook import ParameterError, check_choice, check_fraction, check_int, check_positive, param
 from ..sweep import sweep
 from ..tables import fmt_median_interval, median_strings, median_table, results_frame, show_table
 from ..train import step_cost_ratio
@@ -63,10 +62,9 @@ def check_levels(name: str, values: Any) -> list[int]:
 
 
 @dataclass(frozen=True)
-class Parameters(nbk.Parameters):
+class Parameters(nbk.RunParameters):
     """Chapter 8's parameters: the runs (seeds, steps, data, starts, K), each remedy's knobs, the step-cost
     timing and the criteria fixed before the run."""
-    seeds: list[int] = param(list(range(10)), check_ints, low=0, min_len=1)
     steps: int = param(300, check_int, low=10)
     datasets: list[str] = param(list(DATASETS), check_choices, allowed=DATASETS)
     starts: list[str] = param(["kmeans"], check_choices, allowed=STARTS)
@@ -82,8 +80,6 @@ class Parameters(nbk.Parameters):
     cost_steps: int = param(10, check_int)
     fixed_share: float = param(0.5, check_fraction)
     fixed_utilization: float = param(0.9, check_fraction)
-    device: str = param("cpu", check_device)
-    workers: int = param(2, check_int)
 
     def full_profile(self) -> dict[str, Any]:
         """A disjoint seed set, longer training, both starting codebooks, more timed blocks."""
