@@ -132,6 +132,16 @@ def test_the_provenance_record_round_trips_and_a_missing_one_is_named(tmp_path):
     assert record["runs_trained"] == 60 and record["workers"] == 2 and "cpu_model" in record
 
 
+def test_a_resumed_part_keeps_every_session_in_its_provenance(tmp_path):
+    (tmp_path / ri.FULL_STORE).mkdir(parents=True)
+    ri.write_provenance(tmp_path, 0.0, 3600.0, 60, 2)
+    ri.write_provenance(tmp_path, 7200.0, 9000.0, 20, 1)
+    record = ri.read_provenance(tmp_path)
+    assert [s["runs_trained"] for s in record["sessions"]] == [60, 20]
+    assert (record["started"], record["finished"]) == ("1970-01-01 00:00 UTC", "1970-01-01 02:30 UTC")
+    assert (record["runs_trained"], record["wall_time_s"], record["workers"]) == (80, 5400, 1)
+
+
 def test_the_full_profile_estimate_counts_the_notebooks_own_runs_not_the_stored_full_run():
     assert ri.work_ratio(ri.PLANS["quick"]) == pytest.approx(ri.PLANS["full"].steps / ri.PLANS["quick"].steps)
     assert ri.work_ratio(ri.Parameters(seeds=[0, 1]).plan) == pytest.approx(1500 / 400 / 2)
@@ -156,11 +166,15 @@ def test_the_arms_table_and_text_compare_each_arm_with_deferred_seed_by_seed():
         for arm, ppl, mse in ((DEFERRED_MNIST, 400.0, 0.010), (SHRUNK_MNIST, 100.0, 0.012),
                               (ri.SMALL_INIT, 20.0, 0.03), (ri.EMA_RESTART, 400.0 * (1 + 0.01 * (seed % 3 - 1)), 0.010)):
             rows.append({"K": ri.JUDGED_SIZE, "schedule": arm, "seed": seed, "perplexity": ppl * (1 + seed / 100),
-                         "codes_used": ppl, "recon_error": mse, "psnr": ri.psnr(mse)})
+                         "codes_used": ppl, "recon_error": mse, "psnr": ri.psnr(mse), "git_revision": "0123456789abc",
+                         "cpu_model": "AMD EPYC", "reproducible_numerics": False, "wall_time": 100.0})
     arms = pd.DataFrame(rows)
     table = ri.arms_table(arms)
     assert list(table.index) == list(ri.ARMS)
     assert table.loc[ri.SMALL_INIT, "Perplexity / deferred"].startswith("0.05 [")
-    text = ri.arms_text(arms, {"started": "a", "finished": "b", "git_revision": "0123456789abc"})["arms_text"]
+    glued = ri.arms_text(arms, {"started": "a", "finished": "b", "git_revision": "0123456789abc", "runs_trained": 16})
+    assert glued["arms_provenance"].endswith("20 runs from code revision 0123456789 on AMD EPYC, without the "
+                                             "reproducible numerics; 16 of them trained from a to b.")
+    text = glued["arms_text"]
     assert "uses fewer (0.05 [" in text and "with more (3 [" in text          # small init: far fewer codes, more error
     assert "uses about as many (" in text and "with about as much (1 [" in text  # EMA + restart: no clear difference

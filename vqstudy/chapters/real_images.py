@@ -183,15 +183,23 @@ PROVENANCE = {"tokenizers": "provenance.json", "remedies": "provenance_remedies.
 
 def write_provenance(root: Path, started: float, finished: float, runs: int, workers: int | None,
                      part: str = "tokenizers") -> Path:
-    """When (UTC), where and from which code revision the last session of a part of the full run trained
-    ``runs`` runs."""
+    """Add a session (when, UTC; where; from which code revision it trained ``runs`` runs) to a part's record.
+
+    A part trained over several sessions (a run resumed, a codebook size added) keeps every session under
+    ``sessions``; the top-level fields are the latest session's, except ``started`` (the first session's),
+    ``runs_trained`` and ``wall_time_s`` (sums over the sessions)."""
     stamp = lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")  # noqa: E731
     status = numerics.status()
-    record = {"started": stamp(started), "finished": stamp(finished), "wall_time_s": round(finished - started),
-              "runs_trained": runs, "workers": workers, "cpu_model": status["cpu_model"], "cores": status["cores"],
-              "reproducible_numerics": status["reproducible_numerics"], "git_revision": git_revision(),
-              "device": "cpu"}
+    session = {"started": stamp(started), "finished": stamp(finished), "wall_time_s": round(finished - started),
+               "runs_trained": runs, "workers": workers, "cpu_model": status["cpu_model"], "cores": status["cores"],
+               "reproducible_numerics": status["reproducible_numerics"], "git_revision": git_revision(),
+               "device": "cpu"}
     path = Path(root) / FULL_STORE / PROVENANCE[part]
+    previous = read_json(path) if path.exists() else None
+    sessions = ([] if previous is None else previous.get("sessions", [previous])) + [session]
+    record = {**session, "started": sessions[0]["started"], "sessions": sessions,
+              "runs_trained": sum(r["runs_trained"] for r in sessions),
+              "wall_time_s": sum(r["wall_time_s"] for r in sessions)}
     write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
     return path
 
@@ -304,12 +312,16 @@ def arms_text(arms: pd.DataFrame, run_record: Mapping[str, Any]) -> dict[str, st
     error = lambda arm: _compared(ratio(arm, "recon_error"), "less", "more", "about as much")  # noqa: E731
     ema = REMEDIES[EMA_RESTART]["quantizer"]
     n_seeds = arms.loc[arms["schedule"] == EMA_RESTART, "seed"].nunique()
+    prov = provenance(arms[arms["schedule"].isin(list(REMEDIES))])
     return {
         "arms_init": f"codes drawn from a normal distribution of standard deviation {REMEDIES[SMALL_INIT]['quantizer']['init_scale']:g}",
         "arms_settings": f"EMA decay {ema['ema_decay']:g}; every {ema['restart_every']} steps, codes used fewer than "
                          f"{ema['restart_threshold']:g} time(s) since the last check move onto random embeddings of the batch",
-        "arms_provenance": f"{n_seeds} seeds per arm, {PLANS['full'].steps:,} steps; trained from {run_record['started']} to "
-                           f"{run_record['finished']} from code revision {str(run_record['git_revision'])[:10]}.",
+        "arms_provenance": f"{n_seeds} seeds per arm, {PLANS['full'].steps:,} steps: {prov['runs']} runs from code "
+                           f"revision {', '.join(r[:10] for r in prov['git_revisions'])} on {', '.join(prov['cpu_models'])}, "
+                           f"{'with' if all(prov['reproducible_numerics']) else 'without'} the reproducible numerics; "
+                           f"{run_record['runs_trained']} of them trained from {run_record['started']} to "
+                           f"{run_record['finished']}.",
         "arms_text": f"At K = {JUDGED_SIZE:,}, the small-scale random init trained jointly uses "
                      f"{codes(SMALL_INIT, 'perplexity')} effective codes, with {error(SMALL_INIT)} reconstruction error. "
                      f"EMA + dead-code restart from the shrunk baseline's start uses {codes(EMA_RESTART, 'perplexity')} "
