@@ -6,6 +6,12 @@ load on the machine falls on both alike; the cost is the median over rounds of (
 seed), with the range over rounds. The workload is the chapters' MLP model (width 128, batch 256, the
 plain quantizer from a small random init) with no evaluation during training. Whether the numbers are
 pinned is recorded: the batched and single runs are bit for bit equal only under the pinned numerics.
+
+``--model conv`` asks whether batching would pay for chapter 9's conv VQ-VAE (MNIST, batch 128), which
+``vqstudy.seedbatch`` does not batch. It times a training step of one model on a batch of S x 128 images
+against one on 128 images (each step's time is the difference between runs of 2n and n steps, so set-up and
+evaluation cancel). S seeds batched do the arithmetic of the larger batch and pay the dispatch once, as it
+does, so that ratio is the least that S batched seeds could cost: when it is close to S, batching cannot pay.
 """
 from __future__ import annotations
 
@@ -55,20 +61,53 @@ def measure(seeds: int, steps: int, rounds: int) -> dict:
             "per_seed_speedup": seeds / statistics.median(ratios)}
 
 
+def conv_step_ceiling(seeds: int, steps: int, rounds: int) -> dict:
+    """Per-step time of chapter 9's tokenizer at batch ``seeds`` x 128 against batch 128 (see the docstring)."""
+    from vqstudy.chapters.real_images import PLANS, SHRUNK_MNIST, tokenizer_config
+
+    base = tokenizer_config(PLANS["full"], 1024, SHRUNK_MNIST, 0).replace(quantizer={"init": "normal"})
+    batch = base.train.batch_size
+
+    def step_time(batch_size: int) -> float:
+        run = lambda n: timed(lambda: train(base.replace(train={"steps": n, "eval_every": n,  # noqa: E731
+                                                                "batch_size": batch_size}), progress=False))
+        return (run(2 * steps) - run(steps)) / steps
+
+    arms = {"one seed": lambda: step_time(batch), f"batch x {seeds}": lambda: step_time(seeds * batch)}
+    names = list(arms)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(arms[name]())
+    ratios = sorted(b / a for a, b in zip(times[names[0]], times[names[1]]))
+    return {"model": "conv", "seeds": seeds, "steps": steps, "rounds": rounds, "pinned": numerics.active(),
+            "step_seconds": {name: statistics.median(v) for name, v in times.items()},
+            "ratio": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1],
+            "per_seed_speedup": seeds / statistics.median(ratios)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--model", choices=("mlp", "conv"), default="mlp",
+                        help="mlp: batched seeds against one; conv: the least S batched conv seeds could cost")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args()
     for name in ("seeds", "steps", "rounds"):
         if getattr(args, name) < (2 if name == "seeds" else 1):
             parser.error(f"--{name} must be at least {2 if name == 'seeds' else 1}")
-    result = measure(args.seeds, args.steps, args.rounds)
-    print(f"{result['seeds']} seeds batched cost {result['ratio']:.2f}x one seed "
-          f"(range {result['ratio_min']:.2f}-{result['ratio_max']:.2f} over {result['rounds']} rounds; "
-          f"pinned: {result['pinned']})")
+    if args.model == "conv":
+        result = conv_step_ceiling(args.seeds, args.steps, args.rounds)
+        print(f"a conv step on {result['seeds']}x the batch costs {result['ratio']:.2f}x one (range "
+              f"{result['ratio_min']:.2f}-{result['ratio_max']:.2f} over {result['rounds']} rounds; pinned: "
+              f"{result['pinned']}): {result['seeds']} batched seeds could cost no less")
+    else:
+        result = measure(args.seeds, args.steps, args.rounds)
+        print(f"{result['seeds']} seeds batched cost {result['ratio']:.2f}x one seed "
+              f"(range {result['ratio_min']:.2f}-{result['ratio_max']:.2f} over {result['rounds']} rounds; "
+              f"pinned: {result['pinned']})")
     if args.out:
         write_atomic(args.out, json.dumps(result, indent=1, sort_keys=True))
 

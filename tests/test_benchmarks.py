@@ -60,3 +60,12 @@ def test_targets_and_page_mark_misses_and_print_no_nan(tmp_path):
     page = (tmp_path / "performance.md").read_text()
     assert "nan" not in page.lower() and "**missed**" in page and "not measured" in page
     assert "2.2× [" in page and (tmp_path / "figures" / "performance.png").stat().st_size > 0
+
+
+def test_the_conv_seed_batching_ceiling_times_both_batch_sizes_in_alternation():
+    import bench_seedbatch
+
+    result = bench_seedbatch.conv_step_ceiling(seeds=2, steps=1, rounds=2)
+    assert set(result["step_seconds"]) == {"one seed", "batch x 2"}
+    assert result["ratio_min"] <= result["ratio"] <= result["ratio_max"]
+    assert result["per_seed_speedup"] == pytest.approx(2 / result["ratio"])
