@@ -43,22 +43,28 @@ def timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def measure(seeds: int, steps: int, rounds: int) -> dict:
-    runs = configs(seeds, steps)
-    arms = {"one seed": lambda: train(runs[0], progress=False),
-            f"{seeds} seeds batched": lambda: train_seeds(runs, progress=False)}
+def alternate(arms: dict, rounds: int) -> dict:
+    """Call the two arms (each returns its time in seconds) round by round, the order reversed every other
+    round; the median time of each and the median and range of the per-round ratios second / first."""
     names = list(arms)
-    for name in names:  # warm-up
-        arms[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
-            times[name].append(timed(arms[name]))
+            times[name].append(arms[name]())
     ratios = sorted(b / a for a, b in zip(times[names[0]], times[names[1]]))
-    return {"seeds": seeds, "steps": steps, "rounds": rounds, "pinned": numerics.active(),
+    return {"rounds": rounds, "pinned": numerics.active(),
             "seconds": {name: statistics.median(v) for name, v in times.items()},
-            "ratio": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1],
-            "per_seed_speedup": seeds / statistics.median(ratios)}
+            "ratio": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1]}
+
+
+def measure(seeds: int, steps: int, rounds: int) -> dict:
+    runs = configs(seeds, steps)
+    arms = {"one seed": lambda: timed(lambda: train(runs[0], progress=False)),
+            f"{seeds} seeds batched": lambda: timed(lambda: train_seeds(runs, progress=False))}
+    for arm in arms.values():  # warm-up
+        arm()
+    result = alternate(arms, rounds)
+    return {"seeds": seeds, "steps": steps, **result, "per_seed_speedup": seeds / result["ratio"]}
 
 
 def conv_step_ceiling(seeds: int, steps: int, rounds: int) -> dict:
@@ -74,16 +80,10 @@ def conv_step_ceiling(seeds: int, steps: int, rounds: int) -> dict:
         return (run(2 * steps) - run(steps)) / steps
 
     arms = {"one seed": lambda: step_time(batch), f"batch x {seeds}": lambda: step_time(seeds * batch)}
-    names = list(arms)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            times[name].append(arms[name]())
-    ratios = sorted(b / a for a, b in zip(times[names[0]], times[names[1]]))
-    return {"model": "conv", "seeds": seeds, "steps": steps, "rounds": rounds, "pinned": numerics.active(),
-            "step_seconds": {name: statistics.median(v) for name, v in times.items()},
-            "ratio": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1],
-            "per_seed_speedup": seeds / statistics.median(ratios)}
+    result = alternate(arms, rounds)
+    step_seconds = result.pop("seconds")
+    return {"model": "conv", "seeds": seeds, "steps": steps, **result, "step_seconds": step_seconds,
+            "per_seed_speedup": seeds / result["ratio"]}
 
 
 def main() -> None:
