@@ -26,7 +26,9 @@ if [ "$task" = main ]; then
 fi
 
 set +e
-"$VENV/bin/python" -m pytest
+# One worker per core (each computes on one thread under the pinned numerics); loadscope keeps every test
+# module, and every notebook's cells, on one worker, in order. TEST_WORKERS=0 runs everything in this process.
+"$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-auto}" --dist loadscope
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then

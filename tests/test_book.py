@@ -346,7 +346,9 @@ def test_execute_chapters_is_idempotent_and_writes_fresh_results(tmp_path: Path)
     nbformat.write(nb, path)
 
     book.execute_chapters([path], "full", root=tmp_path)
+    first = path.read_text()
     book.execute_chapters([path], "full", root=tmp_path)
+    assert path.read_text() == first                                      # a rerun rewrites it byte for byte
     cells = json.loads(path.read_text())["cells"]
     assert sum("injected-parameters" in c["metadata"].get("tags", []) for c in cells) == 1
     chapter = book.check_results(path, tmp_path / "results")

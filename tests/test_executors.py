@@ -14,12 +14,15 @@ from vqstudy import executors as ex
 
 
 def square(folder: str, name: str, value: int) -> int:
-    """A job that counts its starts in ``folder``; 'once' kills its worker the first time, 'always' every time."""
+    """A job that counts its starts and its own kills in ``folder``; 'once' kills its worker the first time,
+    'always' every time."""
     starts = Path(folder) / f"{name}.starts"
     with open(starts, "a") as fh:
         fh.write("x")
     if name == "always" or (name == "once" and len(starts.read_text()) == 1):
         time.sleep(0.2)                      # let the other worker pick up a job first
+        with open(Path(folder) / f"{name}.kills", "a") as fh:
+            fh.write("x")
         os.kill(os.getpid(), signal.SIGKILL)
     if name == "raises":
         raise ArithmeticError("a job's own error")
@@ -27,8 +30,8 @@ def square(folder: str, name: str, value: int) -> int:
     return value * value
 
 
-def _starts(folder: Path, name: str) -> int:
-    path = folder / f"{name}.starts"
+def _starts(folder: Path, name: str, what: str = "starts") -> int:
+    path = folder / f"{name}.{what}"
     return len(path.read_text()) if path.exists() else 0
 
 
@@ -47,7 +50,9 @@ def test_a_killed_worker_fails_only_its_own_run(tmp_path):
         else:
             assert futures[name].result() == i * i
     assert _starts(tmp_path, "once") == 2          # retried once, then it completed
-    assert _starts(tmp_path, "always") == 2        # one retry, then given up
+    # one retry after its own death, then given up; a start cut short when another job killed the pool (a
+    # bystander, resubmitted uncounted) may come on top, depending on which jobs happen to run together
+    assert _starts(tmp_path, "always", "kills") == 2 and _starts(tmp_path, "always") >= 2
     assert _starts(tmp_path, "raises") == 1        # an ordinary exception is the job's result: no retry
 
 

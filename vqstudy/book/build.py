@@ -90,8 +90,13 @@ _NOTEBOOK_RUN_KEYS = ("duration", "start_time", "end_time", "input_path", "outpu
 
 
 def strip_execution_metadata(nb: dict) -> dict:
-    """The notebook without timestamps, durations and paths of the run that executed it."""
+    """The notebook without timestamps, durations and paths of the run that executed it.
+
+    Papermill gives its injected-parameters cell a random id at every run; a fixed one keeps reruns equal.
+    """
     for cell in nb.get("cells", []):
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell["id"] = "injected-parameters"
         for key in _CELL_RUN_KEYS:
             cell.get("metadata", {}).pop(key, None)
     for key in _NOTEBOOK_RUN_KEYS:
