@@ -130,6 +130,7 @@ def test_the_provenance_record_round_trips_and_a_missing_one_is_named(tmp_path):
     record = ri.read_provenance(tmp_path)
     assert (record["started"], record["finished"], record["wall_time_s"]) == ("1970-01-01 00:00 UTC", "1970-01-01 01:00 UTC", 3600)
     assert record["runs_trained"] == 60 and record["workers"] == 2 and "cpu_model" in record
+    assert ri._sessions(record) == "from 1970-01-01 00:00 UTC to 1970-01-01 01:00 UTC"
 
 
 def test_a_resumed_part_keeps_every_session_in_its_provenance(tmp_path):
@@ -140,6 +141,7 @@ def test_a_resumed_part_keeps_every_session_in_its_provenance(tmp_path):
     assert [s["runs_trained"] for s in record["sessions"]] == [60, 20]
     assert (record["started"], record["finished"]) == ("1970-01-01 00:00 UTC", "1970-01-01 02:30 UTC")
     assert (record["runs_trained"], record["wall_time_s"], record["workers"]) == (80, 5400, 1)
+    assert ri._sessions(record) == "in 2 sessions between 1970-01-01 00:00 UTC and 1970-01-01 02:30 UTC"
 
 
 def test_the_full_profile_estimate_counts_the_notebooks_own_runs_not_the_stored_full_run():

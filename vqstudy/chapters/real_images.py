@@ -492,6 +492,18 @@ def _tested(verdict: Any, key: str) -> str:
     return f"{fmt_effect((t['effect'], t['low'], t['high']))} (the paper's side: {t['side']} {bound}; {t['outcome']})"
 
 
+def _and(items: Iterable[str]) -> str:
+    """'a, b and c'."""
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _sessions(run_record: Mapping[str, Any]) -> str:
+    """When a part of the full run trained: one span, or its sessions' count and overall span."""
+    n, started, finished = len(run_record.get("sessions", [run_record])), run_record["started"], run_record["finished"]
+    return f"from {started} to {finished}" if n == 1 else f"in {n} sessions between {started} and {finished}"
+
+
 def chapter_text(frame: pd.DataFrame, verdicts: Mapping[str, Any], baselines: Mapping[str, float],
                  images: torch.Tensor, own: pd.DataFrame, plan: Plan, run_record: Mapping[str, Any]) -> dict[str, str]:
     """Every number and verdict word chapter 9's prose states, as text from this execution (glued)."""
@@ -512,10 +524,13 @@ def chapter_text(frame: pd.DataFrame, verdicts: Mapping[str, Any], baselines: Ma
     seeds_text = ", ".join(map(str, plan.seeds))
     return {
         "judged_K": f"{k:,}",
+        "full_plan": f"K = {_and(f'{size:,}' for size in PLANS['full'].codebook_sizes)}, "
+                     f"{len(PLANS['full'].seeds)} seeds per cell, {PLANS['full'].steps:,} steps per run "
+                     f"({len(plan_configs(PLANS['full'])):,} runs)",
         "illustration_text": f"The notebook's own run trains seed(s) {seeds_text} at K = "
                             f"{', '.join(f'{size:,}' for size in plan.codebook_sizes)}, {plan.steps:,} steps per run.",
         "provenance": f"The full run: {prov['runs']} runs from code revision {', '.join(r[:10] for r in prov['git_revisions'])}, "
-                      f"trained from {run_record['started']} to {run_record['finished']} on "
+                      f"trained {_sessions(run_record)} on "
                       f"{', '.join(prov['cpu_models'])}, {run_record['workers']} runs at a time on one core each, "
                       f"{'with' if all(prov['reproducible_numerics']) else 'without'} the reproducible numerics "
                       f"(median {fmt_value(frame['wall_time'].median(), 2)} s per run).",
