@@ -82,3 +82,4 @@ def test_the_conv_seed_batching_ceiling_trains_chapter_9s_tokenizer_at_both_batc
         ("conv", 1024, "normal", "mnist5k")}
     assert set(result["step_seconds"]) == {"one seed", "batch x 3"}
     assert result["ratio_min"] <= result["ratio"] <= result["ratio_max"]
+    assert result["per_seed_speedup"] == pytest.approx(3 / result["ratio"])

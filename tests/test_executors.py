@@ -30,7 +30,7 @@ def square(folder: str, name: str, value: int) -> int:
     return value * value
 
 
-def _starts(folder: Path, name: str, what: str = "starts") -> int:
+def _count(folder: Path, name: str, what: str = "starts") -> int:
     path = folder / f"{name}.{what}"
     return len(path.read_text()) if path.exists() else 0
 
@@ -49,11 +49,11 @@ def test_a_killed_worker_fails_only_its_own_run(tmp_path):
                 futures[name].result()
         else:
             assert futures[name].result() == i * i
-    assert _starts(tmp_path, "once") == 2          # retried once, then it completed
+    assert _count(tmp_path, "once") == 2          # retried once, then it completed
     # one retry after its own death, then given up; a start cut short when another job killed the pool (a
     # bystander, resubmitted uncounted) may come on top, depending on which jobs happen to run together
-    assert _starts(tmp_path, "always", "kills") == 2 and _starts(tmp_path, "always") >= 2
-    assert _starts(tmp_path, "raises") == 1        # an ordinary exception is the job's result: no retry
+    assert _count(tmp_path, "always", "kills") == 2 and _count(tmp_path, "always") >= 2
+    assert _count(tmp_path, "raises") == 1        # an ordinary exception is the job's result: no retry
 
 
 def test_inline_and_given_executors_run_every_job(tmp_path):

@@ -322,8 +322,7 @@ def arms_text(arms: pd.DataFrame, run_record: Mapping[str, Any]) -> dict[str, st
         "arms_provenance": f"{n_seeds} seeds per arm, {PLANS['full'].steps:,} steps: {prov['runs']} runs from code "
                            f"revision {', '.join(r[:10] for r in prov['git_revisions'])} on {', '.join(prov['cpu_models'])}, "
                            f"{'with' if all(prov['reproducible_numerics']) else 'without'} the reproducible numerics; "
-                           f"{run_record['runs_trained']} of them trained from {run_record['started']} to "
-                           f"{run_record['finished']}.",
+                           f"{run_record['runs_trained']} of them trained {_sessions(run_record)}.",
         "arms_text": f"At K = {JUDGED_SIZE:,}, the small-scale random init trained jointly uses "
                      f"{codes(SMALL_INIT, 'perplexity')} effective codes, with {error(SMALL_INIT)} reconstruction error. "
                      f"EMA + dead-code restart from the shrunk baseline's start uses {codes(EMA_RESTART, 'perplexity')} "
