@@ -52,6 +52,11 @@ def _data(passed_ratio: float) -> dict:
             "machine": {"cpu": "test", "note": bench.SHARED_MACHINE_NOTE}}
 
 
+def test_the_machine_note_follows_the_load_before_timing():
+    assert bench.machine_note([2.1, 1.0, 0.5]) == bench.SHARED_MACHINE_NOTE
+    assert bench.machine_note([0.1, 1.0, 3.0]) == bench.IDLE_MACHINE_NOTE
+
+
 def test_targets_and_page_mark_misses_and_print_no_nan(tmp_path):
     data = _data(passed_ratio=1.0)
     by = {t["name"]: t for t in data["targets"]}

@@ -164,10 +164,44 @@ def test_chunked_search_gives_the_bits_of_a_fresh_addmm_per_chunk():
     from vqstudy.quantize import _nearest
 
     gen = torch.Generator().manual_seed(5)
-    for n, d, k, chunk in ((1000, 3, 7, 64), (777, 33, 129, 100), (300, 16, 40, 10 ** 6)):
+    # the last cases are cut into cache-sized blocks (K = 4,096: 512 rows), with short tails to join
+    for n, d, k, chunk in ((1000, 3, 7, 64), (777, 33, 129, 100), (300, 16, 40, 10 ** 6), (8197, 16, 4096, 8192),
+                           (1541, 8, 4096, 1030), (530, 5, 8192, 10 ** 6)):
         x, c = torch.randn(n, d, generator=gen), torch.randn(k, d, generator=gen)
+        x[::7] = c[torch.randint(k, (len(x[::7]),), generator=gen)]   # exact ties on codes
+        c[k // 2] = c[k // 3]                                           # duplicate codes: the lower index wins
         parts = [torch.addmm(c.pow(2).sum(1), x[s:s + chunk], c.t(), alpha=-2.0) for s in range(0, n, chunk)]
         best, arg = torch.cat(parts).min(1)
         assert torch.equal(_nearest(x, c, chunk), torch.cat([p.argmin(1) for p in parts]))
         idx, dist = _nearest(x, c, chunk, return_distance=True)
         assert torch.equal(idx, arg) and torch.equal(dist, (best + x.pow(2).sum(1)).clamp_min_(0.0))
+
+
+def test_blocks_cover_every_row_once_and_keep_each_chunks_tail_in_a_long_block():
+    from vqstudy.quantize import BLOCK_ROWS_MULTIPLE, _block_rows, _blocks
+
+    assert _block_rows(1024, 4, 8192) == 2048 and _block_rows(64, 4, 8192) == 8192
+    assert _block_rows(10 ** 6, 4, 8192) == BLOCK_ROWS_MULTIPLE and _block_rows(64, 8, 100) == 100
+    assert _blocks(0, 10, 32) == []
+    for n, chunk, block in ((8197, 8192, 512), (1541, 1030, 512), (5, 8192, 64), (100, 7, 32)):
+        spans = _blocks(n, chunk, block)
+        assert [a for a, _ in spans] == [0] + [b for _, b in spans[:-1]] and (spans[-1][1] if spans else 0) == n
+        for a, b in spans:   # a block never crosses a chunk boundary and is short only as a whole chunk
+            assert a // chunk == (b - 1) // chunk
+            assert b - a >= BLOCK_ROWS_MULTIPLE or (a % chunk == 0 and (b == n or b % chunk == 0))
+
+
+@pytest.mark.parametrize("k", [256, 300, 1024, 4099])
+def test_first_argmin_by_groups_equals_argmin_with_ties_and_nans(monkeypatch, k):
+    """The grouped path runs only with the pinned numerics off (the tests pin them): forced here."""
+    from vqstudy import quantize
+
+    monkeypatch.setattr(quantize.numerics, "active", lambda: False)
+    gen = torch.Generator().manual_seed(k)
+    d = torch.randint(0, 50, (64, k), generator=gen).float()   # many equal minima within and across groups
+    d[3, k - 1] = -1.0                                           # the minimum in the tail columns
+    d[4, k - 1] = float("nan")                                   # a NaN: argmin returns it
+    d[5, 40] = float("nan")
+    d[5, k - 2] = float("nan")
+    d[6] = 7.0                                                   # a constant row: index 0
+    assert torch.equal(quantize.first_argmin(d), d.argmin(1))
