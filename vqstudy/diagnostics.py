@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy.spatial.distance import pdist
 
-from .quantize import _check_chunk, check_finite
+from .quantize import _check_chunk, check_finite, search_blocks
 
 EXPLAINED_VARIANCE = 0.99
 
@@ -292,13 +292,14 @@ def nearest_distances(x: torch.Tensor, codebook: torch.Tensor, chunk_size: int =
     c_sq, ct = c.pow(2).sum(1), c.t()
     row_min = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     col_min = torch.full((c.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
-    # One reused buffer (the same bits as a fresh addmm, without allocating each chunk); amin is min's
-    # values, exactly, without min's index bookkeeping.
-    buf = torch.empty(min(chunk_size, x.shape[0]), c.shape[0], dtype=x.dtype, device=x.device)
-    for start in range(0, x.shape[0], chunk_size):
-        rows = x[start:start + chunk_size]
-        d = torch.addmm(c_sq, rows, ct, alpha=-2.0, out=buf[:rows.shape[0]]).add_(rows.pow(2).sum(1, keepdim=True))
-        row_min[start:start + chunk_size] = d.amin(1)
+    # The blocks of nearest_code (cache-sized, the same bits as one addmm per chunk) into one reused buffer;
+    # amin is min's values, exactly, without min's index bookkeeping.
+    spans = search_blocks(x, c.shape[0], chunk_size)
+    buf = torch.empty(max((b - a for a, b in spans), default=0), c.shape[0], dtype=x.dtype, device=x.device)
+    for start, stop in spans:
+        rows = x[start:stop]
+        d = torch.addmm(c_sq, rows, ct, alpha=-2.0, out=buf[:stop - start]).add_(rows.pow(2).sum(1, keepdim=True))
+        row_min[start:stop] = d.amin(1)
         col_min = torch.minimum(col_min, d.amin(0))
     return row_min.clamp_min_(0).sqrt_(), col_min.clamp_min_(0).sqrt_()
 

@@ -144,6 +144,13 @@ def _blocks(n: int, chunk_size: int, block: int) -> list[tuple[int, int]]:
     return spans
 
 
+def search_blocks(x: torch.Tensor, k: int, chunk_size: int) -> list[tuple[int, int]]:
+    """The (start, stop) row blocks in which a search of ``x`` against ``k`` codes computes its distances:
+    cache-sized on the CPU, whole chunks on a GPU (where each launch costs more than a cache miss)."""
+    block = _block_rows(k, x.element_size(), chunk_size) if x.device.type == "cpu" else chunk_size
+    return _blocks(x.shape[0], chunk_size, block)
+
+
 def first_argmin(d: torch.Tensor) -> torch.Tensor:
     """``d.argmin(1)`` (the lowest index among equal minima; a NaN counts as the minimum, as in argmin),
     computed from group minima where that is faster: the first group holding the row's minimum, then the
@@ -174,8 +181,7 @@ def _nearest(x: torch.Tensor, codebook: torch.Tensor, chunk_size: int, return_di
     idx = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     dist = torch.empty(x.shape[0], dtype=x.dtype, device=x.device) if return_distance else None
     ct = codebook.t()
-    block = _block_rows(codebook.shape[0], x.element_size(), chunk_size) if x.device.type == "cpu" else chunk_size
-    spans = _blocks(x.shape[0], chunk_size, block)
+    spans = search_blocks(x, codebook.shape[0], chunk_size)
     # One buffer for every block's distances: the same addmm into the same (64-byte aligned) storage gives
     # the same bits, without allocating and first-touching block x K floats per block.
     buf = torch.empty(max((b - a for a, b in spans), default=0), codebook.shape[0], dtype=x.dtype, device=x.device)
