@@ -205,3 +205,16 @@ def test_first_argmin_by_groups_equals_argmin_with_ties_and_nans(monkeypatch, k)
     d[5, k - 2] = float("nan")
     d[6] = 7.0                                                   # a constant row: index 0
     assert torch.equal(quantize.first_argmin(d), d.argmin(1))
+
+
+def test_check_finite_passes_huge_finite_values_and_catches_cancelling_infinities():
+    """The one-sum shortcut: an overflowing sum of finite values is not an error; +Inf and -Inf, whose sum
+    is NaN, and a lone NaN are."""
+    from vqstudy.quantize import check_finite
+
+    check_finite("big", torch.full((10, 3), 3e38), "why")
+    for bad in ([float("inf"), -float("inf")], [float("nan"), 0.0], [-float("inf"), 1.0]):
+        x = torch.zeros(50, 2)
+        x[[3, 9], [0, 1]] = torch.tensor(bad)
+        with pytest.raises(ValueError, match=r"invalid x: .*first in row\(s\) \[3"):
+            check_finite("x", x, "why")
