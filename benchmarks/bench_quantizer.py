@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import platform
 import re
@@ -224,25 +225,42 @@ def spread(values: list[float] | np.ndarray) -> dict[str, Any]:
             "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
 
 
-def interleave(fns: dict[str, Callable[[], Any]], rounds: int, warmup_cheap_s: float = 1.0) -> dict[str, list[float]]:
+MIN_SAMPLE_S = 0.2  # one timing of an arm repeats its call until about this long (a few-ms call alone is noise)
+
+
+def repeats_for(seconds_per_call: float, min_sample_s: float = MIN_SAMPLE_S) -> int:
+    """Calls per timing so that one timing lasts about ``min_sample_s`` (one call when a call is that long)."""
+    return max(1, math.ceil(min_sample_s / max(seconds_per_call, 1e-9)))
+
+
+def interleave(fns: dict[str, Callable[[], Any]], rounds: int, warmup_cheap_s: float = 1.0,
+               min_sample_s: float = MIN_SAMPLE_S) -> dict[str, list[float]]:
     """Seconds per call of every arm in each of ``rounds`` rounds, order rotated by one arm per round.
 
-    Warm-up: every arm once, a second time when its first call took under ``warmup_cheap_s``.
+    Warm-up: every arm once, a second time when its first call took under ``warmup_cheap_s``; the last
+    warm-up call sets how many calls one timing repeats (:func:`repeats_for`), and a round's time for an
+    arm is its timing divided by that count.
     """
     if rounds < 1:
         raise ValueError(f"invalid rounds={rounds!r}: must be a positive integer")
     names = list(fns)
+    repeats = {}
     for name in names:
         start = time.perf_counter()
         fns[name]()
-        if time.perf_counter() - start < warmup_cheap_s:
+        took = time.perf_counter() - start
+        if took < warmup_cheap_s:
+            start = time.perf_counter()
             fns[name]()
+            took = time.perf_counter() - start
+        repeats[name] = repeats_for(took, min_sample_s)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(repeats[name]):
+                fns[name]()
+            times[name].append((time.perf_counter() - start) / repeats[name])
     return times
 
 
@@ -439,7 +457,7 @@ def run(mode: str) -> dict[str, Any]:
     return {**data, "results": results, "memory": memory, "memory_error": memory_error,
             "targets": all_targets(results, memory),
             "config": {"mode": mode, "threads": torch.get_num_threads(), "ema_decay": EMA_DECAY, "beta": BETA, "eps": EPS,
-                       "kmeans_iters": KMEANS_ITERS, "chunk_size": CHUNK, "memory_bound": MEMORY_BOUND, **cfg},
+                       "kmeans_iters": KMEANS_ITERS, "chunk_size": CHUNK, "min_sample_s": MIN_SAMPLE_S, "memory_bound": MEMORY_BOUND, **cfg},
             "machine": {**machine_facts(), "load_average_before_1_5_15min": load_before,
                         "load_average_after_1_5_15min": [round(v, 2) for v in os.getloadavg()],
                         "note": machine_note(load_before)},

@@ -15,12 +15,21 @@ import perf_report  # noqa: E402
 def test_interleave_rotates_the_order_and_times_every_arm_each_round():
     calls = []
     fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
-    times = bench.interleave(fns, rounds=4)
+    times = bench.interleave(fns, rounds=4, min_sample_s=0.0)
     assert calls[:6] == list("aabbcc")  # warm-up: twice each, cheap calls
     assert calls[6:] == list("abc" "bca" "cab" "abc")
     assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4, "c": 4}
     with pytest.raises(ValueError, match="rounds"):
         bench.interleave(fns, rounds=0)
+
+
+def test_a_cheap_arm_is_timed_over_repeated_calls_and_reported_per_call():
+    calls = []
+    fns = {"cheap": lambda: calls.append("cheap"), "slow": lambda: (calls.append("slow"), time.sleep(0.03))}
+    times = bench.interleave(fns, rounds=2, min_sample_s=0.02)
+    assert calls.count("slow") == 2 + 2 and calls.count("cheap") > 2 + 2 * 10   # 2 warm-ups, then 1 per round
+    assert all(0.025 < t < 0.2 for t in times["slow"]) and all(t < 0.002 for t in times["cheap"])
+    assert bench.repeats_for(0.001, 0.2) == 200 and bench.repeats_for(5.0, 0.2) == 1 and bench.repeats_for(0.0) >= 1
 
 
 def test_paired_ratio_is_taken_within_rounds():

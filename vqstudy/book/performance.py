@@ -159,7 +159,8 @@ def gate_tables(data: dict[str, Any]) -> list[str]:
 
 
 def machine_table(data: dict[str, Any]) -> str:
-    return md_table(["Fact", "Value"], [[k.replace("_", " "), str(v)] for k, v in data["machine"].items()])
+    # sorted: the same page whether rendered from the run's dict or from the JSON (stored with sorted keys)
+    return md_table(["Fact", "Value"], [[k.replace("_", " "), str(v)] for k, v in sorted(data["machine"].items())])
 
 
 def _lead(data: dict[str, Any]) -> str:
@@ -182,8 +183,10 @@ def how_measured(data: dict[str, Any]) -> list[str]:
     cfg = data["config"]
     return [
         f"- **Interleaved arms.** Each workload's arms run in one process, round-robin: a warm-up call of every "
-        f"arm (two when a call takes under 1 s), then {cfg['rounds']} rounds, each calling every arm once, the "
-        "order rotated by one arm per round. A ratio is computed within each round and summarized by the median "
+        f"arm (two when a call takes under 1 s), then {cfg['rounds']} rounds, each timing every arm once, the "
+        "order rotated by one arm per round. A timing repeats a call that takes less than "
+        f"{cfg.get('min_sample_s', 0.2):g} s until it lasts about that long and reports the time per call, so a "
+        "few-millisecond call is not timed alone. A ratio is computed within each round and summarized by the median "
         "and interquartile range (IQR) over rounds, so a load change hits numerator and denominator alike.",
         f"- **Threads.** torch and FAISS (OpenMP) both at {cfg['threads']} "
         f"thread{'s' if cfg['threads'] != 1 else ''}.",
