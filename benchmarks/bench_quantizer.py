@@ -5,7 +5,8 @@ Run: ``python benchmarks/bench_quantizer.py [--quick] [--threads T] [--out resul
 
 Fairness. Every workload (assignment, training step, k-means, diagnostics) is a set of *arms* timed in one
 process, round-robin: after a warm-up of every arm, each of R >= 7 rounds runs every arm once, the order
-rotated by one place per round, so a change of machine load lands on all arms alike. A ratio is taken within
+rotated by one place per round, so a change of machine load lands on all arms alike; a call shorter than
+0.2 s is repeated until one timing lasts that long, and its time per call is reported. A ratio is taken within
 each round (arm A's time / arm B's time in the same round) and reported as the median of those paired ratios
 with their interquartile range and min–max. Absolute times still carry the machine's load (see the load
 average recorded before any timing); the ratios are what the targets judge.
