@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import math
@@ -371,3 +372,82 @@ def test_failing_chapter_stops_with_its_name_and_leaves_the_notebook(tmp_path: P
         book.execute_chapters([path], "quick", root=tmp_path)
     assert path.read_text() == before
     assert (tmp_path / "_build" / "failed" / "03_broken.ipynb").is_file()
+
+
+def _store_reporting_notebook(path: Path, body: str = "") -> Path:
+    """A chapter that writes the run store its kernel was given to ``<name>.store`` beside notebooks/."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "quick"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import os\nfrom pathlib import Path\n"
+        f'Path("..", "{path.stem}.store").write_text(os.environ.get("VQSTUDY_RUN_STORE", ""))\n{body}')]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_chapters_run_two_at_a_time_and_share_one_run_store_that_is_removed(tmp_path: Path, monkeypatch):
+    from vqstudy.sweep import RUN_STORE_ENV
+
+    monkeypatch.delenv(RUN_STORE_ENV, raising=False)
+    paths = [_store_reporting_notebook(tmp_path / "notebooks" / f"0{i}_part.ipynb") for i in (1, 2, 3)]
+    seconds = book.execute_chapters(paths, "quick", root=tmp_path, jobs=2)
+    stores = {(tmp_path / f"{p.stem}.store").read_text() for p in paths}
+    assert len(stores) == 1 and next(iter(stores))                    # every kernel saw the same store
+    assert not Path(next(iter(stores))).exists() and RUN_STORE_ENV not in os.environ   # removed afterwards
+    assert all(json.loads(p.read_text())["cells"][-1]["execution_count"] for p in paths)
+    assert seconds > 0
+    monkeypatch.setenv(RUN_STORE_ENV, str(tmp_path / "mine"))          # a store the caller owns is kept
+    book.execute_chapters(paths[:1], "quick", root=tmp_path)
+    assert (tmp_path / f"{paths[0].stem}.store").read_text() == str(tmp_path / "mine")
+
+
+def test_a_failing_chapter_among_concurrent_ones_is_named_and_the_others_finish(tmp_path: Path):
+    broken = _store_reporting_notebook(tmp_path / "notebooks" / "01_broken.ipynb", 'raise ValueError("boom")')
+    fine = _store_reporting_notebook(tmp_path / "notebooks" / "02_fine.ipynb", "import time\ntime.sleep(2)")
+    before = broken.read_text()
+    with pytest.raises(book.BookError, match=r"01_broken\.ipynb failed .*boom"):
+        book.execute_chapters([broken, fine], "quick", root=tmp_path, jobs=2)
+    assert broken.read_text() == before and (tmp_path / "_build" / "failed" / broken.name).is_file()
+    assert json.loads(fine.read_text())["cells"][-1]["execution_count"]   # the running one finished
+    assert not list(tmp_path.glob("notebooks/.*.ipynb"))
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True, "2"])
+def test_chapters_at_a_time_must_be_a_positive_integer(tmp_path: Path, jobs):
+    with pytest.raises(ValueError, match="chapters at a time must be an integer >= 1"):
+        book.execute_chapters([], "quick", root=tmp_path, jobs=jobs)
+    with pytest.raises(ValueError, match=r"invalid jobs="):
+        book.reproduce("quick", skip_execute=True, root=tmp_path, jobs=jobs)
+
+
+def test_the_longest_stored_chapter_runs_first_and_a_new_one_before_all(tmp_path: Path):
+    (tmp_path / "results").mkdir()
+    for stem, wall in (("01_a", 50.0), ("02_b", 240.0), ("03_c", 120.0)):
+        (tmp_path / "results" / f"{stem}.json").write_text(json.dumps({"wall_time_s": wall}))
+    chapters = [tmp_path / "notebooks" / f"{s}.ipynb" for s in ("01_a", "02_b", "03_c", "04_new")]
+    assert [p.stem for p in book.longest_first(chapters, tmp_path)] == ["04_new", "02_b", "03_c", "01_a"]
+
+
+def test_the_main_jobs_time_is_recorded_with_the_numbers_it_produced_and_shown(tmp_path: Path):
+    from vqstudy.book.build import record_main_job
+    from vqstudy.book.pages import main_job_row
+
+    chapters = [tmp_path / "notebooks" / "01_a.ipynb", tmp_path / "notebooks" / "02_b.ipynb"]
+    path = tmp_path / "results" / "main_job.json"
+    assert main_job_row(path) == []                                       # no record: no row
+    assert record_main_job(tmp_path, "quick", 2, chapters, 600.0, renewed=False)   # none yet: written
+    first = path.read_text()
+    assert json.loads(first)["wall_time_s"] == 600.0 and json.loads(first)["chapters"] == ["01_a", "02_b"]
+    assert not record_main_job(tmp_path, "quick", 2, chapters, 700.0, renewed=False)   # same numbers: kept
+    assert path.read_text() == first
+    assert record_main_job(tmp_path, "quick", 1, chapters, 900.0, renewed=False)   # another set-up
+    assert record_main_job(tmp_path, "quick", 1, chapters, 800.0, renewed=True)    # a chapter's numbers changed
+    assert json.loads(path.read_text())["wall_time_s"] == 800.0
+    assert main_job_row(path) == ["| **Main job**: 2 chapters, 1 at a time | | **13.3 min** | |"]
+    path.write_text("{not json")
+    assert main_job_row(path) == []

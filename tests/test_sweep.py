@@ -336,6 +336,7 @@ def test_two_concurrent_sweeps_share_the_runs(tmp_path):
 def test_sweep_default_store_is_fresh_and_recomputes(tmp_path, monkeypatch):
     import tempfile
 
+    monkeypatch.delenv(sw.RUN_STORE_ENV, raising=False)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
@@ -351,6 +352,23 @@ def test_sweep_default_store_is_fresh_and_recomputes(tmp_path, monkeypatch):
     assert [r.to_dict()["evals"] for r in first] == [r.to_dict()["evals"] for r in second]
     kept = sw.sweep(configs, tmp_path / "kept", executor="inline", progress=False)
     assert len(calls) == 6 and kept[0].history == first[0].history
+
+
+def test_the_main_jobs_run_store_is_shared_by_sweeps_without_a_store(tmp_path, monkeypatch):
+    """``$VQSTUDY_RUN_STORE`` (set by the main job for its chapters): the second sweep reads the first's runs."""
+    calls = []
+    real_train = sw.train_seeds
+    monkeypatch.setattr(sw, "train_seeds", lambda configs, **kw: calls.extend(configs) or real_train(configs, **kw))
+    monkeypatch.setenv(sw.RUN_STORE_ENV, str(tmp_path / "shared"))
+    first = sw.sweep([TINY, TINY.replace(train={"seed": 1})], executor="inline", progress=False)
+    second = sw.sweep([TINY.replace(train={"seed": 1}), TINY.replace(train={"seed": 2})], executor="inline",
+                      progress=False)
+    assert [c.train.seed for c in calls] == [0, 1, 2]           # seed 1 was trained once, by the first sweep
+    assert len(list((tmp_path / "shared").glob("*.json"))) == 3
+    assert second[0].to_dict() == first[1].to_dict()
+    monkeypatch.setenv(sw.RUN_STORE_ENV, "  ")                    # blank: a throwaway store again
+    sw.sweep([TINY], executor="inline", progress=False)
+    assert len(calls) == 4
 
 
 # --- crash safety ---------------------------------------------------------------------------------

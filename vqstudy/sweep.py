@@ -20,6 +20,7 @@ import functools
 import hashlib
 import itertools
 import json
+import os
 import re
 import sys
 import tempfile
@@ -53,6 +54,8 @@ GRID_KEYS = ("base", "axes")
 RECORD_NAME = re.compile(r"^[0-9a-f]{64}\.json$")
 CLAIM_POLL_S = 1.0                     # how often a sweep looks at runs another sweep is computing
 SEED_BATCH = 10                        # most seeds of one configuration trained together
+# The main job's run store, shared by its chapters: a run that several chapters read is trained once.
+RUN_STORE_ENV = "VQSTUDY_RUN_STORE"
 
 
 class SweepError(RuntimeError):
@@ -477,10 +480,15 @@ def sweep(configs: Iterable[RunConfig], store_dir: str | Path | None = None, exe
           workers: int | None = None, rerun_failed: bool = False, progress: bool | None = None) -> list[RunResult]:
     """Run ``configs`` and return their RunResults in order; raises SweepError if any failed.
 
-    With ``store_dir=None`` every call recomputes in a throwaway store, so a
-    notebook never passes on stale results; pass a folder to opt into reuse.
+    With ``store_dir=None`` the runs go to the store named by ``$VQSTUDY_RUN_STORE``
+    when it is set (the main job sets it to a folder of its own for the time it
+    runs, so chapters that read the same run train it once), else every call
+    recomputes in a throwaway store, so a notebook never passes on stale
+    results; pass a folder to opt into reuse.
     """
     configs = _check_configs(configs)
+    if store_dir is None and os.environ.get(RUN_STORE_ENV, "").strip():
+        store_dir = os.environ[RUN_STORE_ENV].strip()
     if store_dir is None:
         with tempfile.TemporaryDirectory(prefix="vqstudy-sweep-") as tmp:
             return sweep(configs, tmp, executor, workers, rerun_failed, progress)

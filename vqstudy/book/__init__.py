@@ -30,7 +30,7 @@ What this package owns, one module per concern:
 The names below are those of the former single module ``vqstudy.book``: callers
 import them from here.
 """
-from .build import (STRICT_BUILD, build_book, execute_chapters, reproduce,  # noqa: F401
+from .build import (STRICT_BUILD, build_book, execute_chapters, longest_first, reproduce,  # noqa: F401
                     strip_execution_metadata)
 from .commands import _book, _book_args, _reproduce, _reproduce_args  # noqa: F401
 from .common import ROOT, STRICT_ENV, BookError  # noqa: F401

@@ -1,13 +1,18 @@
 """Executing the chapters (papermill), building the book strictly, and the main job that does both."""
 from __future__ import annotations
 
+import concurrent.futures as cf
+import contextlib
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 from .. import numerics
 from .common import ROOT, STRICT_ENV, BookError
@@ -48,38 +53,109 @@ def build_book(root: Path = ROOT, output: Path | None = None, strict_pages: bool
     return index, seconds
 
 
-def execute_chapters(chapters: list[Path], profile: str, root: Path = ROOT) -> None:
+@contextlib.contextmanager
+def shared_run_store() -> Iterator[Path]:
+    """A run store that every chapter executed meanwhile shares (``$VQSTUDY_RUN_STORE``), removed afterwards.
+
+    Chapters read some of the same runs (chapter 4's k-means and deferred arms are chapter 2's); with one
+    store, the first chapter that needs a run trains it and the others read its record. A run is a pure
+    function of its config, so the stored outputs do not depend on which chapter trained it. An
+    existing ``$VQSTUDY_RUN_STORE`` is kept (the caller owns it).
+    """
+    from ..sweep import RUN_STORE_ENV
+
+    if os.environ.get(RUN_STORE_ENV, "").strip():
+        yield Path(os.environ[RUN_STORE_ENV].strip())
+        return
+    folder = tempfile.mkdtemp(prefix="vqstudy-runs-")
+    os.environ[RUN_STORE_ENV] = folder   # the chapters' kernels inherit it
+    try:
+        yield Path(folder)
+    finally:
+        os.environ.pop(RUN_STORE_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_jobs(jobs: int) -> None:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"invalid jobs={jobs!r}: chapters at a time must be an integer >= 1")
+
+
+def execute_chapters(chapters: list[Path], profile: str, root: Path = ROOT, jobs: int = 1) -> float:
     """Run each chapter with papermill (kernel python3, cwd notebooks/); stop at the first failure.
 
     A chapter is executed into a temporary copy that replaces the notebook only on success, so a
     failure never leaves a half-run notebook behind (the failed copy is kept under _build/failed/).
     Papermill replaces an existing ``injected-parameters`` cell, so reruns do not pile them up.
+    The chapters share one run store (:func:`shared_run_store`) for as long as they run.
+
+    ``jobs`` chapters run at a time, the longest (by its stored run) first: a chapter alternates
+    between training on every core and work in its kernel alone (diagnostics, figures), so two at a
+    time keep the cores busier. After a failure no further chapter starts; those running finish.
+    Returns the wall time in seconds.
     """
-    import papermill as pm
+    _check_jobs(jobs)
     from tqdm.auto import tqdm
 
-    root = Path(root)
-    bar = tqdm(chapters, desc="chapters", unit="chapter", file=sys.stdout)
-    for nb in bar:
-        bar.set_postfix_str(nb.name)
-        tmp = nb.with_name(f".{nb.stem}.running.ipynb")
-        started = time.perf_counter()
+    root, started = Path(root), time.perf_counter()
+    with shared_run_store(), tqdm(total=len(chapters), desc="chapters", unit="chapter", file=sys.stdout) as bar:
+        for nb, seconds, error in _outcomes(chapters, profile, root, jobs):
+            if error is not None:
+                raise BookError(error)
+            bar.update(1)
+            tqdm.write(f"{nb.name}: done in {seconds:.0f} s", file=sys.stdout)
+    return time.perf_counter() - started
+
+
+def _outcomes(chapters: list[Path], profile: str, root: Path,
+              jobs: int) -> Iterator[tuple[Path, float, str | None]]:
+    """(chapter, seconds, error or None) as each chapter finishes; closing it cancels the chapters not
+    yet started and waits for the running ones."""
+    if jobs == 1:
+        for nb in chapters:
+            yield (nb, *execute_chapter(nb, profile, root, progress=True))
+        return
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(execute_chapter, nb, profile, root, False): nb
+                   for nb in longest_first(chapters, root)}
+        for future in cf.as_completed(futures):
+            yield (futures[future], *future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def longest_first(chapters: list[Path], root: Path) -> list[Path]:
+    """The chapters by the wall time of their stored run, longest first; one without a results file first."""
+    def stored_seconds(nb: Path) -> float:
         try:
-            pm.execute_notebook(str(nb), str(tmp), parameters={"profile": profile}, kernel_name="python3",
-                                cwd=str(root / "notebooks"), progress_bar=True, log_output=False)
-        except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
-            failed = root / "_build" / "failed" / nb.name
-            failed.parent.mkdir(parents=True, exist_ok=True)
-            if tmp.is_file():
-                os.replace(tmp, failed)
-            bar.close()
-            first = str(exc).strip().splitlines()
-            raise BookError(f"chapter {nb.name} failed after {time.perf_counter() - started:.0f} s: "
-                            f"{first[-1] if first else type(exc).__name__}. The executed copy is "
-                            f"{failed}; the committed notebook is unchanged.") from None
-        _keep_outputs_only(tmp, nb)
-        tqdm.write(f"{nb.name}: done in {time.perf_counter() - started:.0f} s", file=sys.stdout)
-    bar.close()
+            return float(json.loads((root / "results" / f"{nb.stem}.json").read_text())["wall_time_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return float("inf")
+    return sorted(chapters, key=stored_seconds, reverse=True)
+
+
+def execute_chapter(nb: Path, profile: str, root: Path, progress: bool = True) -> tuple[float, str | None]:
+    """Execute one chapter in place: (seconds, None) on success, (seconds, what failed) on failure."""
+    import papermill as pm
+
+    tmp = nb.with_name(f".{nb.stem}.running.ipynb")
+    started = time.perf_counter()
+    try:
+        pm.execute_notebook(str(nb), str(tmp), parameters={"profile": profile}, kernel_name="python3",
+                            cwd=str(root / "notebooks"), progress_bar=progress, log_output=False)
+    except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
+        failed = root / "_build" / "failed" / nb.name
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.is_file():
+            os.replace(tmp, failed)
+        first = str(exc).strip().splitlines()
+        return time.perf_counter() - started, (
+            f"chapter {nb.name} failed after {time.perf_counter() - started:.0f} s: "
+            f"{first[-1] if first else type(exc).__name__}. The executed copy is {failed}; the committed "
+            "notebook is unchanged.")
+    _keep_outputs_only(tmp, nb)
+    return time.perf_counter() - started, None
 
 
 # Per-execution metadata that papermill and nbclient write (times, paths): dropped from stored
@@ -117,10 +193,46 @@ def _keep_outputs_only(executed: Path, target: Path) -> None:
     os.replace(executed, target)
 
 
-def reproduce(profile: str = "quick", skip_execute: bool = False, root: Path = ROOT) -> Path:
+MAIN_JOB_RECORD = "main_job.json"
+
+
+def _results_texts(chapters: list[Path], root: Path) -> list[str | None]:
+    paths = [root / "results" / f"{nb.stem}.json" for nb in chapters]
+    return [p.read_text(encoding="utf-8") if p.is_file() else None for p in paths]
+
+
+def record_main_job(root: Path, profile: str, jobs: int, chapters: list[Path], seconds: float,
+                    renewed: bool) -> bool:
+    """Write ``results/main_job.json`` (how long executing every chapter took, and how) when a chapter's
+    results file was rewritten by this job or the record describes another set-up; like a chapter's
+    wall time, the job's is kept from the run that produced the stored numbers, so a rerun that
+    reproduces them leaves the tree as it was. Returns whether it was written."""
+    from ..io import write_atomic
+    from ..numerics import cpu_model
+
+    path = root / "results" / MAIN_JOB_RECORD
+    setup = {"profile": profile, "chapters_at_a_time": jobs, "chapters": [nb.stem for nb in chapters]}
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if not renewed and isinstance(old, dict) and {k: old.get(k) for k in setup} == setup:
+        return False
+    record = {**setup, "wall_time_s": round(seconds, 1), "cpu_model": cpu_model(), "cores": os.cpu_count()}
+    write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return True
+
+
+# Chapters the main job runs at a time: each trains on every core in turn, then works alone in its kernel.
+MAIN_JOB_CHAPTERS_AT_A_TIME = 2
+
+
+def reproduce(profile: str = "quick", skip_execute: bool = False, root: Path = ROOT,
+              jobs: int = MAIN_JOB_CHAPTERS_AT_A_TIME) -> Path:
     from ..notebook import PROFILES, check_choice
 
     check_choice("profile", profile, PROFILES)
+    _check_jobs(jobs)
     root = Path(root)
     write_toc(root)
     chapters = toc_chapters(root)
@@ -129,7 +241,11 @@ def reproduce(profile: str = "quick", skip_execute: bool = False, root: Path = R
     print(f"{len(chapters)} chapter(s) in _toc.yml: {', '.join(nb.name for nb in chapters)}", flush=True)
     if not skip_execute:
         os.environ[numerics.ENV_FLAG] = "1"  # every chapter's kernel inherits the pinned numerics
-        execute_chapters(chapters, profile, root)
+        before = _results_texts(chapters, root)
+        seconds = execute_chapters(chapters, profile, root, jobs)
+        print(f"{len(chapters)} chapter(s) executed in {seconds / 60:.1f} min ({jobs} at a time)", flush=True)
+        record_main_job(root, profile, jobs, chapters, seconds,
+                        renewed=_results_texts(chapters, root) != before)
     generate_pages(root, strict=True)
     print("claims and reproducibility pages regenerated (strict)", flush=True)
     print("building the book: jupyter-book build " + " ".join(STRICT_BUILD) + " .", flush=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .build import build_book, reproduce
+from ..config import positive_int
+from .build import MAIN_JOB_CHAPTERS_AT_A_TIME, build_book, reproduce
 from .common import ROOT, BookError
 from .pages import generate_pages
 from .toc import write_toc
@@ -15,12 +16,14 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
                    help="notebook parameter profile (default quick: minutes per chapter on 2 cores)")
     p.add_argument("--skip-execute", action="store_true",
                    help="do not run the notebooks; check their results, regenerate the pages, build")
+    p.add_argument("--jobs", type=positive_int, default=MAIN_JOB_CHAPTERS_AT_A_TIME,
+                   help=f"chapters executed at a time (default {MAIN_JOB_CHAPTERS_AT_A_TIME}; they share one run store)")
 
 
 def _reproduce(args: argparse.Namespace) -> int:
     """Execute every chapter (papermill), regenerate the claims pages strictly, build the book strictly."""
     try:
-        reproduce(args.profile, args.skip_execute)
+        reproduce(args.profile, args.skip_execute, jobs=args.jobs)
     except BookError as exc:
         print(f"vqstudy reproduce: error: {exc}", file=sys.stderr)
         return 1
