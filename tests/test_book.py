@@ -417,6 +417,14 @@ def test_a_failing_chapter_among_concurrent_ones_is_named_and_the_others_finish(
     assert not list(tmp_path.glob("notebooks/.*.ipynb"))
 
 
+def test_one_chapter_runs_per_two_cores_by_default(monkeypatch):
+    from vqstudy.book.build import default_chapters_at_a_time
+
+    for cores, expected in ((None, 1), (1, 1), (2, 1), (3, 1), (4, 2), (16, 8)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert default_chapters_at_a_time() == expected
+
+
 @pytest.mark.parametrize("jobs", [0, -1, 1.5, True, "2"])
 def test_chapters_at_a_time_must_be_a_positive_integer(tmp_path: Path, jobs):
     with pytest.raises(ValueError, match="chapters at a time must be an integer >= 1"):
@@ -445,9 +453,11 @@ def test_the_main_jobs_time_is_recorded_with_the_numbers_it_produced_and_shown(t
     assert json.loads(first)["wall_time_s"] == 600.0 and json.loads(first)["chapters"] == ["01_a", "02_b"]
     assert not record_main_job(tmp_path, "quick", 2, chapters, 700.0, renewed=False)   # same numbers: kept
     assert path.read_text() == first
-    assert record_main_job(tmp_path, "quick", 1, chapters, 900.0, renewed=False)   # another set-up
-    assert record_main_job(tmp_path, "quick", 1, chapters, 800.0, renewed=True)    # a chapter's numbers changed
+    assert not record_main_job(tmp_path, "quick", 1, chapters, 700.0, renewed=False)   # how many at a time: a fact
+    assert record_main_job(tmp_path, "full", 2, chapters, 900.0, renewed=False)     # another profile
+    assert record_main_job(tmp_path, "full", 2, chapters[:1], 900.0, renewed=False)   # other chapters
+    assert record_main_job(tmp_path, "full", 1, chapters[:1], 800.0, renewed=True)    # a chapter's numbers changed
     assert json.loads(path.read_text())["wall_time_s"] == 800.0
-    assert main_job_row(path) == ["| **Main job**: 2 chapters, 1 at a time | | **13.3 min** | |"]
+    assert main_job_row(path) == ["| **Main job**: 1 chapter, 1 at a time, full profile | | **13.3 min** | |"]
     path.write_text("{not json")
     assert main_job_row(path) == []

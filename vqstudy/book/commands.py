@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..config import positive_int
-from .build import MAIN_JOB_CHAPTERS_AT_A_TIME, build_book, reproduce
+from .build import build_book, reproduce
 from .common import ROOT, BookError
 from .pages import generate_pages
 from .toc import write_toc
@@ -16,8 +16,8 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
                    help="notebook parameter profile (default quick: minutes per chapter on 2 cores)")
     p.add_argument("--skip-execute", action="store_true",
                    help="do not run the notebooks; check their results, regenerate the pages, build")
-    p.add_argument("--jobs", type=positive_int, default=MAIN_JOB_CHAPTERS_AT_A_TIME,
-                   help=f"chapters executed at a time (default {MAIN_JOB_CHAPTERS_AT_A_TIME}; they share one run store)")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="chapters executed at a time (default: one per two cores; they share one run store)")
 
 
 def _reproduce(args: argparse.Namespace) -> int:

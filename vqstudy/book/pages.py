@@ -275,7 +275,8 @@ def main_job_row(path: Path) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError):
         return []
     profile = "" if job.get("profile") == "quick" else f", {md_escape(job.get('profile', '?'))} profile"
-    return [f"| **Main job**: {count} chapters, {at_a_time} at a time{profile} | | **{_seconds(wall)}** | |"]
+    chapters = f"{count} chapter{'' if count == 1 else 's'}"
+    return [f"| **Main job**: {chapters}, {at_a_time} at a time{profile} | | **{_seconds(wall)}** | |"]
 
 
 def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> str:
@@ -340,10 +341,10 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
     lines += [":::", "",
               "*Run* is measured inside the notebook, from its set-up to writing the results file, on the machine "
               "above (kept from the first run that produced these numbers: a rerun that reproduces them leaves the "
-              "file as it is). The main job (`bash reproduce.sh`) executes two chapters at a time and trains a "
-              "run that several chapters read only once, in whichever chapter needs it first (a run is a pure "
-              "function of its config, so no stored number depends on which); a chapter's time there is "
-              "therefore not what it takes alone, and *Main job* is the wall time of executing them all. "
+              "file as it is). The main job (`bash reproduce.sh`) trains a run that several chapters read only "
+              "once, in whichever chapter needs it first (a run is a pure function of its config, so no stored "
+              "number depends on which), and executes one chapter per two cores at a time; *Main job* is the "
+              "wall time of executing them all, kept like a chapter's from the job that produced the numbers. "
               "All runs use the *quick* profile unless marked. **The full profile's cost** is the measured quick run time times "
               "the ratio of work (optimizer steps summed over all runs) between the full and quick parameter "
               "sets, which a chapter records as `full_profile_work_ratio`; training time is close to linear in "
