@@ -461,3 +461,30 @@ def test_the_main_jobs_time_is_recorded_with_the_numbers_it_produced_and_shown(t
     assert main_job_row(path) == ["| **Main job**: 1 chapter, 1 at a time, full profile | | **13.3 min** | |"]
     path.write_text("{not json")
     assert main_job_row(path) == []
+
+
+def test_a_rerun_that_changes_only_measured_outputs_leaves_the_notebook_as_it_was(tmp_path: Path):
+    """Measured speeds (cells tagged nbval-ignore-output) differ at every run; the numbers do not."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "quick"\nvalue = 1')
+    params.metadata["tags"] = ["parameters"]
+    timed = nbformat.v4.new_code_cell("import time\nprint(time.perf_counter_ns())")
+    timed.metadata["tags"] = ["nbval-ignore-output"]
+    nb.cells = [params, timed, nbformat.v4.new_code_cell("print(value)")]
+    path = tmp_path / "notebooks" / "01_timed.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    book.execute_chapters([path], "quick", root=tmp_path)
+    first = path.read_text()
+    book.execute_chapters([path], "quick", root=tmp_path)
+    assert path.read_text() == first                                      # only the timing differed: kept
+    nb = json.loads(first)
+    nb["cells"][0]["source"] = 'profile = "quick"\nvalue = 2'
+    path.write_text(json.dumps(nb))
+    book.execute_chapters([path], "quick", root=tmp_path)
+    outputs = json.loads(path.read_text())["cells"]
+    assert "".join(outputs[-1]["outputs"][0]["text"]) == "2\n"            # a number changed: rewritten
+    assert not list(tmp_path.glob("notebooks/.*.ipynb"))
