@@ -374,20 +374,24 @@ def test_failing_chapter_stops_with_its_name_and_leaves_the_notebook(tmp_path: P
     assert (tmp_path / "_build" / "failed" / "03_broken.ipynb").is_file()
 
 
-def _store_reporting_notebook(path: Path, body: str = "") -> Path:
-    """A chapter that writes the run store its kernel was given to ``<name>.store`` beside notebooks/."""
+def _kernel_notebook(path: Path, parameters: str, *cells: tuple[str, list[str]]) -> Path:
+    """A notebook for the python3 kernel: a parameters cell, then (source, tags) code cells."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell('profile = "quick"')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(
-        "import os\nfrom pathlib import Path\n"
-        f'Path("..", "{path.stem}.store").write_text(os.environ.get("VQSTUDY_RUN_STORE", ""))\n{body}')]
+    nb.cells = [nbformat.v4.new_code_cell(source, metadata={"tags": tags})
+                for source, tags in ((parameters, ["parameters"]), *cells)]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+def _store_reporting_notebook(path: Path, body: str = "") -> Path:
+    """A chapter that writes the run store its kernel was given to ``<name>.store`` beside notebooks/."""
+    return _kernel_notebook(path, 'profile = "quick"', (
+        "import os\nfrom pathlib import Path\n"
+        f'Path("..", "{path.stem}.store").write_text(os.environ.get("VQSTUDY_RUN_STORE", ""))\n{body}', []))
 
 
 def test_chapters_run_two_at_a_time_and_share_one_run_store_that_is_removed(tmp_path: Path, monkeypatch):
@@ -465,18 +469,9 @@ def test_the_main_jobs_time_is_recorded_with_the_numbers_it_produced_and_shown(t
 
 def test_a_rerun_that_changes_only_measured_outputs_leaves_the_notebook_as_it_was(tmp_path: Path):
     """Measured speeds (cells tagged nbval-ignore-output) differ at every run; the numbers do not."""
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell('profile = "quick"\nvalue = 1')
-    params.metadata["tags"] = ["parameters"]
-    timed = nbformat.v4.new_code_cell("import time\nprint(time.perf_counter_ns())")
-    timed.metadata["tags"] = ["nbval-ignore-output"]
-    nb.cells = [params, timed, nbformat.v4.new_code_cell("print(value)")]
-    path = tmp_path / "notebooks" / "01_timed.ipynb"
-    path.parent.mkdir()
-    nbformat.write(nb, path)
+    path = _kernel_notebook(tmp_path / "notebooks" / "01_timed.ipynb", 'profile = "quick"\nvalue = 1',
+                            ("import time\nprint(time.perf_counter_ns())", ["nbval-ignore-output"]),
+                            ("print(value)", []))
     book.execute_chapters([path], "quick", root=tmp_path)
     first = path.read_text()
     book.execute_chapters([path], "quick", root=tmp_path)
