@@ -89,10 +89,9 @@ def execute_chapters(chapters: list[Path], profile: str, root: Path = ROOT, jobs
     Papermill replaces an existing ``injected-parameters`` cell, so reruns do not pile them up.
     The chapters share one run store (:func:`shared_run_store`) for as long as they run.
 
-    ``jobs`` chapters run at a time, the longest (by its stored run) first: a chapter alternates
-    between training on every core and work in its kernel alone (diagnostics, figures), so two at a
-    time keep the cores busier. After a failure no further chapter starts; those running finish.
-    Returns the wall time in seconds.
+    ``jobs`` chapters run at a time, the longest (by its stored run) first, for machines with more
+    cores than one chapter's sweep workers use (:func:`default_chapters_at_a_time`). After a failure
+    no further chapter starts; those running finish. Returns the wall time in seconds.
     """
     _check_jobs(jobs)
     from tqdm.auto import tqdm
