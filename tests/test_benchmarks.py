@@ -66,6 +66,7 @@ def test_the_machine_note_follows_the_load_before_timing():
     assert bench.machine_note([0.1, 1.0, 3.0]) == bench.IDLE_MACHINE_NOTE
 
 
+@pytest.mark.filterwarnings("error::UserWarning")   # e.g. a figure whose panels collapse to no height
 def test_targets_and_page_mark_misses_and_print_no_nan(tmp_path):
     data = _data(passed_ratio=1.0)
     by = {t["name"]: t for t in data["targets"]}

@@ -83,6 +83,9 @@ def _by_target(targets: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return groups
 
 
+MIN_ROWS = 3   # the height of a panel with fewer shapes
+
+
 def plot(data: dict[str, Any], path: Path) -> None:
     """Every target at every shape: measured / allowed (<= 1 meets it), with the IQR of the paired ratios;
     one panel per target, its shapes as rows, the same log axis in every panel."""
@@ -96,7 +99,8 @@ def plot(data: dict[str, Any], path: Path) -> None:
     # long panels first, two to a row, so that panels side by side have about as many shapes
     groups = sorted(by_name.items(), key=lambda g: -len(g[1]) if len(g[1]) > 6 else 0)
     nrows, ncols = style.grid(len(groups), max_cols=2)
-    rows_per_line = [max(len(g) for _, g in groups[r * ncols:(r + 1) * ncols]) for r in range(nrows)]
+    # at least MIN_ROWS rows of height per line of panels, so a title, ticks and labels fit a short panel
+    rows_per_line = [max(MIN_ROWS, *(len(g) for _, g in groups[r * ncols:(r + 1) * ncols])) for r in range(nrows)]
     row_in = 0.15   # inches per shape row: the tick labels stay apart at the book's column width
     fig, axes = style.figure(nrows, ncols, panel_height=(0.55 * nrows + row_in * sum(rows_per_line)) / nrows,
                              squeeze=False, sharex=True, gridspec_kw={"height_ratios": [0.55 / row_in + n for n in rows_per_line]})
