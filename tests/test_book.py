@@ -355,7 +355,8 @@ def test_execute_chapters_is_idempotent_and_writes_fresh_results(tmp_path: Path)
     chapter = book.check_results(path, tmp_path / "results")
     assert chapter.record["parameters"]["profile"] == "full"
     assert chapter.record["claims"][0]["evidence"] == "profile was full"
-    assert not list(tmp_path.glob("notebooks/.*.ipynb"))                 # no temporary copies left
+    assert not list(tmp_path.glob("notebooks/.*.ipynb"))
+                 # no temporary copies left
 
 
 def test_failing_chapter_stops_with_its_name_and_leaves_the_notebook(tmp_path: Path):
@@ -468,9 +469,11 @@ def test_the_main_jobs_time_is_recorded_with_the_numbers_it_produced_and_shown(t
 
 
 def test_a_rerun_that_changes_only_measured_outputs_leaves_the_notebook_as_it_was(tmp_path: Path):
-    """Measured speeds (cells tagged nbval-ignore-output) differ at every run; the numbers do not."""
+    """Measured speeds differ at every run, the numbers do not: cells tagged nbval-ignore-output, and wall
+    times in any cell, which nbval's sanitizing patterns replace (chapter 8 prints both)."""
     path = _kernel_notebook(tmp_path / "notebooks" / "01_timed.ipynb", 'profile = "quick"\nvalue = 1',
                             ("import time\nprint(time.perf_counter_ns())", ["nbval-ignore-output"]),
+                            ('print(f"trained in {time.perf_counter_ns() % 10**6 / 7:.1f} s wall")', []),
                             ("print(value)", []))
     book.execute_chapters([path], "quick", root=tmp_path)
     first = path.read_text()
@@ -483,3 +486,12 @@ def test_a_rerun_that_changes_only_measured_outputs_leaves_the_notebook_as_it_wa
     outputs = json.loads(path.read_text())["cells"]
     assert "".join(outputs[-1]["outputs"][0]["text"]) == "2\n"            # a number changed: rewritten
     assert not list(tmp_path.glob("notebooks/.*.ipynb"))
+
+def test_nbval_sanitizes_with_the_patterns_the_main_job_compares_with():
+    """The main job keeps a notebook when its rerun differs only where nbval does not compare; both must
+    use the same patterns, so the file pytest passes to nbval is the package's."""
+    from vqstudy.book.build import nbval_sanitize_config
+    from vqstudy.book.common import ROOT
+
+    assert (ROOT / "tests" / "nbval_sanitize.cfg").read_text() == nbval_sanitize_config()
+    assert "--nbval-sanitize-with tests/nbval_sanitize.cfg" in (ROOT / "pyproject.toml").read_text()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import importlib
 from dataclasses import fields
 from pathlib import Path
@@ -43,3 +44,20 @@ def test_a_notebook_defines_no_function_or_class_and_validates_through_its_model
         assert not defined, f"{nb.name} defines {defined}: move them into vqstudy.chapters"
     assert any("Parameters.from_notebook(globals())" in source for source in cells)
     assert not any("nbk.check_" in source for source in cells), "parameters are checked by the model, once"
+
+
+HIDDEN_OUTPUT_TAGS = {"remove-cell", "remove-output"}
+# A chapter's results file, the results folder, a notebook file or a machine's paths (a chapter may show a
+# command's own file arguments, as chapter 7 shows `vqstudy diagnose tokenizer.pt`).
+PLUMBING = re.compile(r"\b\d\d_\w+\.(json|ipynb)\b|results written|results/|/tmp/|/home/|site-packages")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_no_output_the_book_shows_names_files_or_paths(nb: Path):
+    """Readers see claims, tables and figures; results files and paths are the main job's business."""
+    for cell in nbformat.read(nb, as_version=4).cells:
+        if cell.cell_type != "code" or HIDDEN_OUTPUT_TAGS & set(cell.metadata.get("tags", [])):
+            continue
+        for output in cell.get("outputs", []):
+            text = "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
+            assert not PLUMBING.search(text), f"{nb.name} shows {PLUMBING.search(text).group(0)!r}: hide that cell"

@@ -58,6 +58,11 @@ SEED_BATCH = 10                        # most seeds of one configuration trained
 RUN_STORE_ENV = "VQSTUDY_RUN_STORE"
 
 
+def shared_store() -> str | None:
+    """The run store that ``$VQSTUDY_RUN_STORE`` names for every sweep of this process, or None (unset, blank)."""
+    return os.environ.get(RUN_STORE_ENV, "").strip() or None
+
+
 class SweepError(RuntimeError):
     """Some requested runs have no usable result (failed or never stored)."""
 
@@ -487,8 +492,8 @@ def sweep(configs: Iterable[RunConfig], store_dir: str | Path | None = None, exe
     results; pass a folder to opt into reuse.
     """
     configs = _check_configs(configs)
-    if store_dir is None and os.environ.get(RUN_STORE_ENV, "").strip():
-        store_dir = os.environ[RUN_STORE_ENV].strip()
+    if store_dir is None:
+        store_dir = shared_store()
     if store_dir is None:
         with tempfile.TemporaryDirectory(prefix="vqstudy-sweep-") as tmp:
             return sweep(configs, tmp, executor, workers, rerun_failed, progress)

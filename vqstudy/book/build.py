@@ -6,16 +6,17 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .. import numerics
-from .common import ROOT, STRICT_ENV, BookError
+from .common import MAIN_JOB_RECORD, ROOT, STRICT_ENV, BookError
 from .pages import generate_pages
 from .toc import toc_chapters, write_toc
 
@@ -62,10 +63,11 @@ def shared_run_store() -> Iterator[Path]:
     function of its config, so the stored outputs do not depend on which chapter trained it. An
     existing ``$VQSTUDY_RUN_STORE`` is kept (the caller owns it).
     """
-    from ..sweep import RUN_STORE_ENV
+    from ..sweep import RUN_STORE_ENV, shared_store
 
-    if os.environ.get(RUN_STORE_ENV, "").strip():
-        yield Path(os.environ[RUN_STORE_ENV].strip())
+    existing = shared_store()
+    if existing is not None:
+        yield Path(existing)
         return
     folder = tempfile.mkdtemp(prefix="vqstudy-runs-")
     os.environ[RUN_STORE_ENV] = folder   # the chapters' kernels inherit it
@@ -181,12 +183,40 @@ def strip_execution_metadata(nb: dict) -> dict:
 
 # Cells whose outputs differ between executions by design (measured speeds): nbval does not compare them.
 MEASURED_OUTPUT_TAG = "nbval-ignore-output"
+# Parts of an output that differ between executions by design, and what nbval compares in their place
+# (``pytest --nbval-sanitize-with tests/nbval_sanitize.cfg``; that file is :func:`nbval_sanitize_config`).
+SANITIZE_PATTERNS: dict[str, tuple[str, str]] = {
+    "object addresses": (r"at 0x[0-9a-f]+", "at 0xADDRESS"),
+    "wall times": (r"\d+(\.\d+)? ?s(econds)? wall", "TIME wall"),
+}
 
 
-def without_measured_outputs(nb: dict) -> dict:
-    """The notebook with the outputs of its :data:`MEASURED_OUTPUT_TAG` cells left out."""
+def nbval_sanitize_config() -> str:
+    """:data:`SANITIZE_PATTERNS` as the configuration file nbval reads."""
+    return "\n".join(f"[{name}]\nregex: {regex}\nreplace: {replace}\n"
+                     for name, (regex, replace) in SANITIZE_PATTERNS.items())
+
+
+def _sanitized(value: Any) -> Any:
+    """``value`` (an output or a part of one) with every :data:`SANITIZE_PATTERNS` match replaced."""
+    if isinstance(value, str):
+        for regex, replace in SANITIZE_PATTERNS.values():
+            value = re.sub(regex, replace, value)
+        return value
+    if isinstance(value, list):
+        return [_sanitized(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _sanitized(v) for k, v in value.items()}
+    return value
+
+
+def as_nbval_compares(nb: dict) -> dict:
+    """The notebook as nbval compares it: the outputs of its :data:`MEASURED_OUTPUT_TAG` cells left out,
+    the others sanitized with :data:`SANITIZE_PATTERNS`."""
     cells = [{k: v for k, v in c.items() if k != "outputs"}
-             if MEASURED_OUTPUT_TAG in c.get("metadata", {}).get("tags", []) else c for c in nb.get("cells", [])]
+             if MEASURED_OUTPUT_TAG in c.get("metadata", {}).get("tags", [])
+             else {**c, "outputs": _sanitized(c["outputs"])} if "outputs" in c else c
+             for c in nb.get("cells", [])]
     return {**nb, "cells": cells}
 
 
@@ -199,15 +229,12 @@ def _keep_outputs_only(executed: Path, target: Path) -> None:
     nb = strip_execution_metadata(json.loads(executed.read_text(encoding="utf-8")))
     text = nbformat.writes(nbformat.from_dict(nb)) + "\n"
     stored = target.read_text(encoding="utf-8") if target.is_file() else None
-    if stored is not None and (stored == text or without_measured_outputs(json.loads(stored))
-                               == without_measured_outputs(json.loads(text))):
+    if stored is not None and (stored == text or as_nbval_compares(json.loads(stored))
+                               == as_nbval_compares(json.loads(text))):
         executed.unlink()
         return
     executed.write_text(text, encoding="utf-8")
     os.replace(executed, target)
-
-
-MAIN_JOB_RECORD = "main_job.json"
 
 
 def _results_texts(chapters: list[Path], root: Path) -> list[str | None]:

@@ -1,5 +1,5 @@
-"""What every part of the book shares: the repository root, the build's strict-pages switch,
-:class:`BookError`, and writing a generated file only when its content changes.
+"""What every part of the book shares: the repository root, the build's strict-pages switch, the
+main job's record, :class:`BookError`, and writing a generated file only when its content changes.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ..io import write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository: vqstudy/book/common.py -> ../..
 STRICT_ENV = "VQSTUDY_BOOK_STRICT"
+MAIN_JOB_RECORD = "main_job.json"   # in results/: how long the main job took to execute every chapter
 
 
 class BookError(RuntimeError):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..claims import MIN_SEEDS, VERDICTS, describe_test
-from .common import ROOT, _write_bytes_if_changed, _write_if_changed
+from .common import MAIN_JOB_RECORD, ROOT, _write_bytes_if_changed, _write_if_changed
 from .markdown import fmt_number, md_escape
 from .paper import CLAIMS, CLAIM_IDS, ClaimSpec
 from .results import ChapterResults, load_results
@@ -337,7 +337,7 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
     else:
         lines.append(f"| **All chapters** (sum) | | **{_seconds(totals['run'])}** | "
                      f"**{'≈ ' + _seconds(totals['full']) if full_known and totals['full'] else 'not recorded'}** |")
-        lines += main_job_row(Path(root) / "results" / "main_job.json")
+        lines += main_job_row(Path(root) / "results" / MAIN_JOB_RECORD)
     lines += [":::", "",
               "*Run* is measured inside the notebook, from its set-up to writing the results file, on the machine "
               "above (kept from the first run that produced these numbers: a rerun that reproduces them leaves the "
