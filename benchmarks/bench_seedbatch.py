@@ -6,6 +6,10 @@ load on the machine falls on both alike; the cost is the median over rounds of (
 seed), with the range over rounds. The workload is the chapters' MLP model (width 128, batch 256, the
 plain quantizer from a small random init) with no evaluation during training. Whether the numbers are
 pinned is recorded: the batched and single runs are bit for bit equal only under the pinned numerics.
+After the timed rounds, one run of each arm under torch's profiler splits its time into matrix products,
+the optimizer, the other kernels, and what no kernel accounts for (Python, autograd, dispatch): batching
+shares only the last, so the kernels' part of S batched seeds bounds what batching can save. Written with
+``--out results/seed_batching.json``, the result is shown on the book's reproducibility page.
 
 ``--model conv`` asks whether batching would pay for chapter 9's conv VQ-VAE (MNIST, batch 128), which
 ``vqstudy.seedbatch`` does not batch. It times a training step of one model on a batch of S x 128 images
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -57,14 +62,57 @@ def alternate(arms: dict, rounds: int) -> dict:
             "ratio": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1]}
 
 
+# What a training step's time goes to, by the kind of work: the classes of :func:`kernel_seconds`.
+MATRIX_PRODUCTS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"})
+KERNEL_CLASSES = ("matrix products", "optimizer", "other kernels", "rest")   # as vqstudy.book.cost shows them
+
+
+def kernel_class(name: str) -> str | None:
+    """The class of a profiled operator; None for ranges that are not kernels (autograd nodes, Python
+    functions), whose self time counts as overhead."""
+    if name in MATRIX_PRODUCTS:
+        return "matrix products"
+    if name.startswith("aten::") and "adam" in name:
+        return "optimizer"
+    return "other kernels" if name.startswith("aten::") else None
+
+
+def kernel_seconds(events: list[tuple[str, float]], wall: float) -> dict[str, float]:
+    """Self CPU seconds of the ``(operator, seconds)`` events by :data:`KERNEL_CLASSES`; the part of ``wall``
+    no kernel accounts for (Python, the autograd engine, the run's set-up) is the last, "rest". Self times exclude nested operators, so nothing counts twice."""
+    out = dict.fromkeys(KERNEL_CLASSES, 0.0)
+    for name, seconds in events:
+        cls = kernel_class(name)
+        if cls is not None:
+            out[cls] += seconds
+    out[KERNEL_CLASSES[-1]] = max(wall - sum(out.values()), 0.0)
+    return out
+
+
+def profiled(fn) -> dict[str, float]:
+    """:func:`kernel_seconds` of one call of ``fn`` under torch's profiler (which slows the call a little)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        wall = timed(fn)
+    return kernel_seconds([(e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()], wall)
+
+
 def measure(seeds: int, steps: int, rounds: int) -> dict:
+    """The time ratio (S seeds batched) / (one seed) over interleaved rounds, then one profiled run of each arm:
+    the kernels that do the arithmetic take about S times as long batched, and only the rest can be shared."""
     runs = configs(seeds, steps)
-    arms = {"one seed": lambda: timed(lambda: train(runs[0], progress=False)),
-            f"{seeds} seeds batched": lambda: timed(lambda: train_seeds(runs, progress=False))}
+    calls = {"one seed": lambda: train(runs[0], progress=False),
+             f"{seeds} seeds batched": lambda: train_seeds(runs, progress=False)}
+    arms = {name: (lambda call=call: timed(call)) for name, call in calls.items()}
     for arm in arms.values():  # warm-up
         arm()
+    load_before = os.getloadavg()[0]
     result = alternate(arms, rounds)
-    return {"seeds": seeds, "steps": steps, **result, "per_seed_speedup": seeds / result["ratio"]}
+    kernels = {name: profiled(call) for name, call in calls.items()}
+    return {"seeds": seeds, "steps": steps, **result, "per_seed_speedup": seeds / result["ratio"],
+            "kernel_seconds": kernels, "load_average_before": load_before, "cpu_count": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d")}
 
 
 def conv_step_ceiling(seeds: int, steps: int, rounds: int) -> dict:
@@ -108,6 +156,8 @@ def main() -> None:
         print(f"{result['seeds']} seeds batched cost {result['ratio']:.2f}x one seed "
               f"(range {result['ratio_min']:.2f}-{result['ratio_max']:.2f} over {result['rounds']} rounds; "
               f"pinned: {result['pinned']})")
+        for arm, seconds in result["kernel_seconds"].items():
+            print(f"  {arm} (profiled): " + ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()))
     if args.out:
         write_atomic(args.out, json.dumps(result, indent=1, sort_keys=True))
 

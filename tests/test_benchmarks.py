@@ -98,3 +98,17 @@ def test_the_conv_seed_batching_ceiling_trains_chapter_9s_tokenizer_at_both_batc
     assert set(result["step_seconds"]) == {"one seed", "batch x 3"}
     assert result["ratio_min"] <= result["ratio"] <= result["ratio_max"]
     assert result["per_seed_speedup"] == pytest.approx(3 / result["ratio"])
+
+
+def test_profiled_time_is_split_by_kind_of_work_and_the_rest_is_what_no_kernel_accounts_for():
+    import bench_seedbatch as sb
+
+    events = [("aten::mm", 0.5), ("aten::addmm", 0.25), ("aten::bmm", 1.0), ("aten::baddbmm", 0.25),
+              ("aten::_fused_adam_", 0.125), ("aten::threshold_backward", 0.25), ("aten::copy_", 0.125),
+              ("autograd::engine::evaluate_function: AddmmBackward0", 0.5), ("Optimizer.step#Adam.step", 0.5)]
+    seconds = sb.kernel_seconds(events, wall=3.5)
+    assert list(seconds) == list(sb.KERNEL_CLASSES)
+    assert seconds == {"matrix products": 2.0, "optimizer": 0.125, "other kernels": 0.375, "rest": 1.0}
+    assert sb.kernel_seconds([("aten::mm", 2.0)], wall=1.5)["rest"] == 0.0   # never negative
+    from vqstudy.book.cost import KERNEL_CLASSES
+    assert list(KERNEL_CLASSES) == list(sb.KERNEL_CLASSES)                   # the page shows every class, in order

@@ -21,7 +21,7 @@ subpackage (``book.*``) are in the subpackage's layer and import each other free
    ``chapters.embeddings_collapse``, ``chapters.fixes``, ``chapters.codebook_size``,
    ``chapters.generation_diversity``, ``chapters.vector_quantize_pytorch``, ``chapters.which_fix``,
    ``chapters.real_images``, and ``chapters.common``, what several share), ``book`` (the package ``book.common``, ``book.paper``, ``book.toc``,
-   ``book.stored``, ``book.results``, ``book.markdown``, ``book.pages``, ``book.performance``,
+   ``book.stored``, ``book.results``, ``book.markdown``, ``book.cost``, ``book.pages``, ``book.performance``,
    ``book.sphinxext``, ``book.build``, ``book.commands``), ``bibstyle``, ``publish``: what a chapter needs
    (its parameter model, set-up and verdicts; its module holds everything its notebook runs, shows and
    says), the book built from the chapters, and where it is published

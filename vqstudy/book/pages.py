@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..claims import MIN_SEEDS, VERDICTS, describe_test
+from .cost import cost_section
 from .common import MAIN_JOB_RECORD, ROOT, _write_bytes_if_changed, _write_if_changed
 from .markdown import fmt_number, md_escape
 from .paper import CLAIMS, CLAIM_IDS, ClaimSpec
@@ -350,6 +351,7 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
               "sets, which a chapter records as `full_profile_work_ratio`; training time is close to linear in "
               "the number of optimizer steps at a fixed model size on a fixed machine. *Not recorded*: the "
               "chapter's results file carries no such ratio.", ""]
+    lines += cost_section(root)
     req = Path(root) / "requirements.txt"
     if req.is_file():
         pins = [line.strip() for line in req.read_text().splitlines() if line.strip() and not line.startswith("#")]
