@@ -211,8 +211,9 @@ def _sanitized(value: Any) -> Any:
 
 
 def as_nbval_compares(nb: dict) -> dict:
-    """The notebook as nbval compares it: the outputs of its :data:`MEASURED_OUTPUT_TAG` cells left out,
-    the others sanitized with :data:`SANITIZE_PATTERNS`."""
+    """The notebook without what differs between executions by design, taken out as nbval takes it out: the
+    outputs of its :data:`MEASURED_OUTPUT_TAG` cells left out, the others sanitized with
+    :data:`SANITIZE_PATTERNS`. (Figures stay in: nbval does not compare them, but a changed figure is kept.)"""
     cells = [{k: v for k, v in c.items() if k != "outputs"}
              if MEASURED_OUTPUT_TAG in c.get("metadata", {}).get("tags", [])
              else {**c, "outputs": _sanitized(c["outputs"])} if "outputs" in c else c
