@@ -1,4 +1,5 @@
-"""Reproducible numerics: the same bits from every x86-64 CPU, Intel or AMD.
+"""Reproducible numerics: the same bits from every x86-64 CPU, Intel or AMD (checked on AMD CPUs under
+emulated instruction sets; an Intel CPU against an AMD one is not yet verified).
 
 Training is chaotic: one rounding difference in an early step becomes a
 different run. The numeric libraries under PyTorch and NumPy choose their

@@ -295,9 +295,11 @@ def reproducibility_page(chapters: list[ChapterResults], root: Path = ROOT) -> s
         "runs in the reproducible-numerics mode (`vqstudy/numerics.py`): every numeric library is pinned to "
         "kernels that do not depend on the CPU's instruction set, so a rerun prints the same numbers (the test "
         "suite checks this with `pytest --nbval`, and `tests/test_numerics.py` checks it under emulated "
-        "AVX-512, AVX2 and SSE4.2 CPUs). Not yet covered: an Intel and an AMD CPU still differ in the last "
-        "digits of some kernels, and so do ARM machines; there, `pytest --nbval-lax notebooks/` runs every "
-        "cell and claim check without comparing the stored numbers.", "",
+        "AVX-512, AVX2 and SSE4.2 CPUs). The pins are MKL's documented branch for identical results on Intel "
+        "and AMD CPUs and ATen's portable kernels; the stored numbers were checked on AMD CPUs, and whether an "
+        "Intel CPU reproduces them bit for bit is not yet verified. ARM machines run other kernels; there, and "
+        "wherever the stored numbers differ, `pytest --nbval-lax notebooks/` runs every cell and claim check "
+        "without comparing them.", "",
         "## The machine and software of the stored runs", "",
         ":::{table} Recorded by each chapter in its results file.", ":name: environment-table", "",
     ]
